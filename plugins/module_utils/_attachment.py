@@ -1,0 +1,134 @@
+# Copyright: podnet.cni contributors
+# Apache License 2.0 (see LICENSE)
+"""What ptp and bridge share: the two sides of an attachment and the pod-side address setup.
+
+An attachment is one pod on one network: a pod-side interface (eth<i>), usually a host-side
+link, an address leased from the network's IPAM, routes, and perhaps a masquerade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ansible_collections.podnet.cni.plugins.module_utils._host_state import HostLedger
+from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink
+
+IP_FORWARD = "net/ipv4/ip_forward"
+
+
+@dataclass
+class HostSide:
+    """The host namespace (the one the module runs in) and what is shared there."""
+
+    netlink: Netlink
+    ledger: HostLedger
+    nat_prefer: str = "auto"
+    _nat: object = field(default=None, repr=False)
+
+    @property
+    def nat(self):
+        if self._nat is None:
+            from ansible_collections.podnet.cni.plugins.module_utils._nat import nat_backend
+
+            self._nat = nat_backend(self.nat_prefer)
+        return self._nat
+
+
+@dataclass
+class PodSide:
+    """One pod's namespace; netlink is None when the namespace is already gone."""
+
+    name: str
+    netns: str
+    netlink: Netlink | None
+
+
+def owner(pod: str, network: str) -> str:
+    """The key under which host-wide changes are counted for one attachment."""
+    return f"{pod}:{network}"
+
+
+def host_veth_name(pod: str, ifname: str) -> str:
+    """A stable host-side name, so a leftover of a crashed run is recognised and replaced."""
+    digest = hashlib.sha256(f"{pod}/{ifname}".encode()).hexdigest()
+    return f"veth{digest[:8]}"
+
+
+def subnet_of(lease) -> str:
+    """The network a lease belongs to, host bits cleared (10.1.0.7/24 -> 10.1.0.0/24)."""
+    from netaddr import IPNetwork
+
+    return str(IPNetwork(f"{lease.address}/{lease.prefixlen}").cidr)
+
+
+def configure_pod_address(
+    pod: Netlink, ifname: str, address: str, prefixlen: int, prefix_route: bool = True
+) -> None:
+    pod.add_address(ifname, address, prefixlen, prefix_route)
+    pod.set_up(ifname)
+
+
+def add_routes(pod: Netlink, ifname: str, routes: list[dict], gateway: str | None) -> None:
+    """IPAM routes: each via its own gw, else via the network's gateway."""
+    for route in routes:
+        pod.add_route(_route_dst(route["dst"]), ifname, gateway=route.get("gw") or gateway)
+
+
+def has_default_route(routes: list[dict]) -> bool:
+    return any(_route_dst(route["dst"]) == "0.0.0.0/0" for route in routes)
+
+
+def _route_dst(dst: str) -> str:
+    return "0.0.0.0/0" if dst in ("0.0.0.0/0", "default", "0/0") else dst
+
+
+def pod_side_problems(pod: PodSide, attachment: dict) -> list[str]:
+    """Drift on the pod side: the interface, its address, and the routes we put there."""
+    if pod.netlink is None:
+        return [f'namespace "{pod.netns}" is gone']
+    ifname = attachment["ifname"]
+    link = pod.netlink.link(ifname)
+    if link is None:
+        return [f'interface "{ifname}" is missing in the pod']
+    problems = []
+    if not link["up"]:
+        problems.append(f'interface "{ifname}" is down')
+    if attachment.get("address") and attachment["address"] not in pod.netlink.addresses(ifname, 2):
+        problems.append(f'address {attachment["address"]} is missing on "{ifname}"')
+    present = {route["dst"] for route in pod.netlink.routes(ifname)}
+    for route in attachment.get("routes", []):
+        dst = _route_dst(route["dst"])
+        if (dst if dst != "0.0.0.0/0" else "default") not in present:
+            problems.append(f'route {dst} is missing on "{ifname}"')
+    return problems
+
+
+def masquerade_problems(host: HostSide, pod: str, attachment: dict) -> list[str]:
+    if not attachment.get("masquerade"):
+        return []
+    address = attachment["address"].split("/")[0]
+    if host.nat.has_masquerade(pod, attachment["network"], address, attachment["subnet"]):
+        return []
+    return [f'masquerade for {address} on network "{attachment["network"]}" is missing']
+
+
+class Undo:
+    """Undo steps written next to the action they undo; run in reverse when a later step fails."""
+
+    def __init__(self) -> None:
+        self._steps: list = []
+
+    def push(self, step, *args) -> None:
+        self._steps.append((step, args))
+
+    def run(self) -> list[str]:
+        """Run every step, newest first; a failing step does not stop the others."""
+        failures = []
+        while self._steps:
+            step, args = self._steps.pop()
+            try:
+                step(*args)
+            except Exception as exc:  # noqa: BLE001 - undo is best effort, reported below
+                failures.append(str(exc))
+        return failures

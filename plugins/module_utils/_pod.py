@@ -1,0 +1,554 @@
+# Copyright: podnet.cni contributors
+# Apache License 2.0 (see LICENSE)
+"""Bringing pods onto networks and off again: plan, (check mode stops here), apply, record.
+
+A pod is a network namespace. `present` selects networks the way rkt's --net did, compares
+what is wanted with what the pod's saved record and the kernel show, and changes only the
+difference: attachments no longer wanted are removed, missing or broken ones are (re)made.
+A failure undoes what that run did. The record saved per pod is enough for `absent`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import traceback
+from dataclasses import dataclass, field
+
+from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _netns, _ptp
+from ansible_collections.podnet.cni.plugins.module_utils._addr import norm_ip
+from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
+    HostSide,
+    PodSide,
+    Undo,
+)
+from ansible_collections.podnet.cni.plugins.module_utils._conf import available, host_local_ranges
+from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, PodnetError
+from ansible_collections.podnet.cni.plugins.module_utils._host_local import LeaseStore
+from ansible_collections.podnet.cni.plugins.module_utils._host_state import HostLedger
+from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink
+from ansible_collections.podnet.cni.plugins.module_utils._pod_state import PodStore
+from ansible_collections.podnet.cni.plugins.module_utils._selection import (
+    parse_cni_args,
+    parse_networks,
+    select,
+)
+from ansible_collections.podnet.cni.plugins.module_utils._state_files import (
+    locked,
+    write_text,
+)
+
+TYPES = {_ptp.NAME: _ptp, _bridge.NAME: _bridge}
+IPAM_TYPES = ("host-local",)
+ETC_NETNS_DIR = "/etc/netns"
+HOST_MODE_WARNING = (
+    "pod {pod!r} shares the host's network namespace: it sees every host interface, and "
+    "abstract unix sockets (X11, D-Bus) are shared with the host"
+)
+
+
+@dataclass
+class Settings:
+    """Host-level options shared by every pod of one module call."""
+
+    conf_dir: str
+    data_dir: str
+    state_dir: str
+    etc_dir: str = ETC_NETNS_DIR
+    add_default_restricted: bool = True
+    nat_backend: str = "auto"
+    check_mode: bool = False
+
+
+@dataclass
+class Wanted:
+    """One network the pod should be on, as the selection says."""
+
+    conf: object
+    ifname: str
+    args: str
+    requested_ips: list[str]
+    data_dir: str
+    fingerprint: str
+
+    def matches(self, attachment: dict) -> bool:
+        return (
+            attachment.get("network") == self.conf.name
+            and attachment.get("ifname") == self.ifname
+            and attachment.get("args", "") == self.args
+            and attachment.get("fingerprint") == self.fingerprint
+        )
+
+
+@dataclass
+class Outcome:
+    changed: bool = False
+    actions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    before: dict = field(default_factory=dict)
+    after: dict = field(default_factory=dict)
+    record: dict | None = None
+
+
+def fingerprint(conf) -> str:
+    """Identifies a conf's content: an edited conf means the attachment must be remade."""
+    text = json.dumps(conf.conf, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def summary(record: dict | None) -> dict:
+    """The part of a pod record shown in diffs: mode, namespace and attachments."""
+    if not record:
+        return {}
+    return {
+        "mode": record.get("mode"),
+        "netns": record.get("netns"),
+        "attachments": [
+            {"network": a["network"], "ifname": a["ifname"], "address": a.get("address")}
+            for a in record.get("attachments", [])
+        ],
+    }
+
+
+def interfaces(record: dict | None) -> list[dict]:
+    """What the module returns per attachment."""
+    keys = ("network", "type", "ifname", "address", "gateway", "mac", "host_ifname")
+    return [{key: a.get(key) for key in keys} for a in (record or {}).get("attachments", [])]
+
+
+class PodNetworks:
+    """Drives pods on one host: the host namespace is the one the calling thread is in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = PodStore(settings.state_dir)
+        self.host_netlink = Netlink()
+        self.ledger = HostLedger(settings.state_dir)
+        self.host = HostSide(self.host_netlink, self.ledger, settings.nat_backend)
+
+    def close(self) -> None:
+        self.host_netlink.close()
+
+    # selection
+
+    def wanted(self, networks: object) -> tuple[str, list[Wanted], list[str]]:
+        """Mode and networks for a request; every input error is raised before any change."""
+        confs, warnings = available(self.settings.conf_dir)
+        selection = select(parse_networks(networks), confs, self.settings.add_default_restricted)
+        wanted = []
+        for selected in selection.networks:
+            conf = selected.conf
+            where = f'network "{conf.name}"'
+            if conf.type not in TYPES:
+                raise ConfError(
+                    where,
+                    "type",
+                    conf.type,
+                    f"type is not supported (supported: {', '.join(sorted(TYPES))})",
+                )
+            ipam_type = conf.ipam.get("type")
+            if ipam_type and ipam_type not in IPAM_TYPES:
+                raise ConfError(
+                    where,
+                    "ipam.type",
+                    ipam_type,
+                    f"IPAM type is not supported (supported: {', '.join(IPAM_TYPES)})",
+                )
+            if ipam_type:
+                host_local_ranges(conf.ipam, where)
+            wanted.append(
+                Wanted(
+                    conf=conf,
+                    ifname=selected.ifname,
+                    args=selected.args,
+                    requested_ips=_requested_ips(where, selected.args),
+                    data_dir=conf.ipam.get("dataDir") or self.settings.data_dir,
+                    fingerprint=fingerprint(conf),
+                )
+            )
+        return selection.mode, wanted, warnings
+
+    # present
+
+    def present(
+        self, name: str, networks: object, netns: str | None, hostname: str | None
+    ) -> Outcome:
+        mode, wanted, warnings = self.wanted(networks)
+        outcome = Outcome(warnings=list(warnings))
+        record = self.store.load(name)
+        outcome.before = summary(record)
+        netns_path = None if mode == "host" else (netns or _netns.default_path(name))
+
+        if record and (record.get("mode") == "host") != (mode == "host"):
+            self._teardown(name, record, outcome)
+            record = None
+        if record and record.get("netns") != netns_path:
+            self._teardown(name, record, outcome)
+            record = None
+
+        if mode == "host":
+            outcome.warnings.append(HOST_MODE_WARNING.format(pod=name))
+            if record is None:
+                outcome.changed = True
+                outcome.actions.append(f"record pod {name} in host mode")
+                record = {"name": name, "mode": "host", "netns": None, "attachments": []}
+                if not self.settings.check_mode:
+                    self.store.save(name, record)
+            outcome.after = summary(record)
+            outcome.record = record
+            return outcome
+
+        record = record or {
+            "name": name,
+            "mode": mode,
+            "netns": netns_path,
+            "netns_created": netns is None,
+            "attachments": [],
+        }
+        record["mode"] = mode
+        namespace_ok = _netns.is_netns(netns_path)
+        if netns is not None and not namespace_ok:
+            raise PodnetError(f'field "netns": {netns} is not a network namespace')
+
+        pod = self._pod_side(name, netns_path if namespace_ok else None)
+        try:
+            keep, drop, add = self._difference(pod, record, wanted if mode == "contained" else [])
+            for attachment, why in drop:
+                outcome.actions.append(
+                    f"remove {attachment['network']} ({attachment['ifname']})"
+                    + (f": {why}" if why else "")
+                )
+            if not namespace_ok:
+                outcome.actions.append(f"create namespace {netns_path}")
+            for item, _ in add:
+                outcome.actions.append(f"add {item.conf.name} ({item.ifname})")
+            hostname = hostname or record.get("hostname") or name
+            etc_changes = self._etc_files(name, hostname, mode, wanted, dry=True)
+            outcome.actions += [f"write {path}" for path in etc_changes]
+            outcome.changed = bool(outcome.actions)
+
+            if self.settings.check_mode:
+                predicted = dict(
+                    record,
+                    attachments=keep
+                    + [self._predict(name, item, address) for item, address in add],
+                )
+                outcome.after = summary(predicted)
+                outcome.record = predicted
+                return outcome
+            if not outcome.changed:
+                outcome.after = summary(record)
+                outcome.record = record
+                return outcome
+
+            with locked(self.settings.state_dir):
+                record["hostname"] = hostname
+                self._apply(name, record, pod, keep, drop, add, namespace_ok)
+                self._etc_files(name, hostname, mode, wanted, dry=False)
+        finally:
+            if pod.netlink is not None:
+                pod.netlink.close()
+        outcome.after = summary(record)
+        outcome.record = record
+        return outcome
+
+    def _pod_side(self, name: str, netns_path: str | None) -> PodSide:
+        if netns_path is None:
+            return PodSide(name, "", None)
+        return PodSide(name, netns_path, Netlink(netns_path))
+
+    def _difference(self, pod: PodSide, record: dict, wanted: list[Wanted]):
+        """Split into attachments to keep, to drop (with why) and to add (with an address)."""
+        keep: list[dict] = []
+        drop: list[tuple[dict, str]] = []
+        add: list[tuple[Wanted, str | None]] = []
+        current = list(record.get("attachments", []))
+        for item in wanted:
+            match = next((a for a in current if item.matches(a)), None)
+            if match is None:
+                add.append((item, None))
+                continue
+            current.remove(match)
+            broken = self._problems(pod, match)
+            if broken:
+                drop.append((match, "; ".join(broken)))
+                address = (match.get("address") or "").split("/")[0] or None
+                add.append((item, address))
+            else:
+                keep.append(match)
+        drop = [(a, "") for a in current] + drop
+        return keep, drop, add
+
+    def _problems(self, pod: PodSide, attachment: dict) -> list[str]:
+        kind = TYPES.get(attachment.get("type"))
+        if kind is None:
+            return [f"unknown type {attachment.get('type')}"]
+        found = kind.problems(self.host, pod, attachment)
+        if attachment.get("address"):
+            lease = LeaseStore(attachment["data_dir"], attachment["network"])
+            address = attachment["address"].split("/")[0]
+            if address not in lease.find(pod.name, attachment["ifname"]):
+                found.append(f"lease for {address} is missing")
+        return found
+
+    def _predict(self, name: str, item: Wanted, address: str | None) -> dict:
+        requested = [address] if address else item.requested_ips
+        leases = []
+        if item.conf.ipam.get("type"):
+            ranges = host_local_ranges(item.conf.ipam, f'network "{item.conf.name}"')
+            store = LeaseStore(item.data_dir, item.conf.name)
+            leases = store.predict(ranges, name, item.ifname, requested or None)
+        return {
+            "network": item.conf.name,
+            "type": item.conf.type,
+            "ifname": item.ifname,
+            "address": leases[0].cidr if leases else None,
+            "gateway": str(leases[0].gateway) if leases else None,
+        }
+
+    def _apply(self, name, record, pod, keep, drop, add, namespace_ok) -> None:
+        for attachment, _ in reversed(drop):
+            self._detach(pod, attachment)
+            record["attachments"].remove(attachment)
+        self.store.save(name, record)
+
+        undo = Undo()
+        made = None
+        try:
+            if not namespace_ok:
+                _netns.create(record["netns"])
+                undo.push(_netns.delete, record["netns"])
+                made = pod = self._pod_side(name, record["netns"])
+            pod.netlink.set_up("lo")
+            for item, address in add:
+                record["attachments"].append(self._attach(pod, item, address, undo))
+            record["attachments"].sort(key=lambda a: int(a["ifname"][3:]))
+            self.store.save(name, record)
+            self.ledger.save()
+        except BaseException as exc:
+            failures = undo.run()
+            record["attachments"] = [a for a in record["attachments"] if a in keep]
+            self.ledger.save()
+            if not namespace_ok:
+                self.store.delete(name)
+            else:
+                self.store.save(name, record)
+            if failures:
+                detail = "; ".join(failures)
+                raise PodnetError(
+                    f"{exc}; undo after the failure was incomplete: {detail}"
+                ) from exc
+            raise
+        finally:
+            if made is not None:
+                made.netlink.close()
+
+    def _attach(self, pod: PodSide, item: Wanted, address: str | None, undo: Undo) -> dict:
+        conf = item.conf
+        leases = []
+        if conf.ipam.get("type"):
+            ranges = host_local_ranges(conf.ipam, f'network "{conf.name}"')
+            store = LeaseStore(item.data_dir, conf.name)
+            requested = [address] if address else item.requested_ips
+            leases = store.allocate(ranges, pod.name, item.ifname, requested or None)
+            undo.push(store.release, pod.name, item.ifname)
+        attachment = {
+            "network": conf.name,
+            "type": conf.type,
+            "ifname": item.ifname,
+            "args": item.args,
+            "fingerprint": item.fingerprint,
+            "data_dir": item.data_dir,
+            "dns": conf.dns or {},
+        }
+        attachment.update(TYPES[conf.type].add(self.host, pod, conf, item.ifname, leases, undo))
+        return attachment
+
+    def _detach(self, pod: PodSide, attachment: dict) -> None:
+        kind = TYPES.get(attachment.get("type"))
+        if kind is not None:
+            kind.remove(self.host, pod, attachment)
+        if attachment.get("data_dir"):
+            LeaseStore(attachment["data_dir"], attachment["network"]).release(
+                pod.name, attachment["ifname"]
+            )
+
+    # absent
+
+    def absent(self, name: str) -> Outcome:
+        outcome = Outcome()
+        record = self.store.load(name)
+        outcome.before = summary(record)
+        if record is None:
+            return outcome
+        self._teardown(name, record, outcome)
+        return outcome
+
+    def _teardown(self, name: str, record: dict, outcome: Outcome) -> None:
+        outcome.changed = True
+        for attachment in reversed(record.get("attachments", [])):
+            outcome.actions.append(f"remove {attachment['network']} ({attachment['ifname']})")
+        netns_path = record.get("netns")
+        if netns_path and record.get("netns_created"):
+            outcome.actions.append(f"delete namespace {netns_path}")
+        outcome.actions.append(f"forget pod {name}")
+        if self.settings.check_mode:
+            return
+        with locked(self.settings.state_dir):
+            alive = bool(netns_path) and _netns.is_netns(netns_path)
+            pod = self._pod_side(name, netns_path if alive else None)
+            try:
+                for attachment in reversed(record.get("attachments", [])):
+                    self._detach(pod, attachment)
+            finally:
+                if pod.netlink is not None:
+                    pod.netlink.close()
+            self.ledger.save()
+            if netns_path and record.get("netns_created"):
+                _netns.delete(netns_path)
+            shutil.rmtree(os.path.join(self.settings.etc_dir, name), ignore_errors=True)
+            self.store.delete(name)
+
+    # /etc/netns/<pod>: what `ip netns exec` bind-mounts over /etc
+
+    def _etc_files(
+        self, name: str, hostname: str, mode: str, wanted: list[Wanted], dry: bool
+    ) -> list[str]:
+        """Write hosts (and resolv.conf when a network gives DNS); return what differs."""
+        if mode == "host":
+            return []
+        directory = os.path.join(self.settings.etc_dir, name)
+        files = {"hosts": _hosts_text(hostname)}
+        resolv = _resolv_text(wanted)
+        if resolv:
+            files["resolv.conf"] = resolv
+        changed = []
+        for base, text in files.items():
+            path = os.path.join(directory, base)
+            try:
+                with open(path) as handle:
+                    if handle.read() == text:
+                        continue
+            except FileNotFoundError:
+                pass
+            changed.append(path)
+            if not dry:
+                write_text(path, text)
+        return changed
+
+
+def _requested_ips(where: str, args: str) -> list[str]:
+    """The IP= argument (host-local's only key); unknown keys fail unless IgnoreUnknown."""
+    if not args:
+        return []
+    pairs = parse_cni_args(args)
+    ignore_unknown = pairs.get("IgnoreUnknown", "").lower() in ("1", "true")
+    unknown = [key for key in pairs if key not in ("IP", "IgnoreUnknown")]
+    if unknown and not ignore_unknown:
+        raise ConfError(where, "args", args, f"unknown argument(s): {', '.join(unknown)}")
+    if "IP" not in pairs:
+        return []
+    try:
+        return [norm_ip(pairs["IP"])]
+    except ValueError as exc:
+        raise ConfError(where, "args.IP", pairs["IP"], "not an IP address") from exc
+
+
+def _hosts_text(hostname: str) -> str:
+    return (
+        "# Written by podnet.cni for this pod\n"
+        f"127.0.0.1\tlocalhost localhost.localdomain {hostname}\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+
+
+def _resolv_text(wanted: list[Wanted]) -> str | None:
+    """rkt's rule: the first network (in order) whose conf gives DNS writes resolv.conf."""
+    for item in wanted:
+        dns = item.conf.dns or {}
+        if not any(dns.get(key) for key in ("nameservers", "domain", "search", "options")):
+            continue
+        lines = [f"# Generated by podnet.cni from network {item.conf.name}", ""]
+        if dns.get("search"):
+            lines.append("search " + " ".join(dns["search"]))
+        lines += [f"nameserver {server}" for server in dns.get("nameservers") or []]
+        if dns.get("options"):
+            lines.append("options " + " ".join(dns["options"]))
+        if dns.get("domain"):
+            lines.append(f"domain {dns['domain']}")
+        return "\n".join(lines) + "\n"
+    return None
+
+
+def run_module(module) -> None:
+    """pod_network's body: one pod (name) or many (pods) through one PodNetworks."""
+    params = module.params
+    settings = Settings(
+        conf_dir=params["conf_dir"],
+        data_dir=params["data_dir"],
+        state_dir=params["state_dir"],
+        etc_dir=params["etc_netns_dir"],
+        add_default_restricted=params["add_default_restricted"],
+        nat_backend=params["nat_backend"],
+        check_mode=module.check_mode,
+    )
+    requests = params["pods"] or [
+        {
+            "name": params["name"],
+            "networks": params["networks"],
+            "netns": params["netns"],
+            "hostname": params["hostname"],
+        }
+    ]
+    results, changed, actions, diffs = [], False, [], []
+    networks = PodNetworks(settings)
+    try:
+        for request in requests:
+            name = request["name"]
+            if params["state"] == "present":
+                outcome = networks.present(
+                    name, request.get("networks"), request.get("netns"), request.get("hostname")
+                )
+            else:
+                outcome = networks.absent(name)
+            for warning in outcome.warnings:
+                module.warn(warning)
+            changed |= outcome.changed
+            actions += outcome.actions
+            diffs.append(
+                {
+                    "before": outcome.before,
+                    "after": outcome.after,
+                    "before_header": f"pod {name}",
+                    "after_header": f"pod {name}",
+                }
+            )
+            record = outcome.record or {}
+            results.append(
+                {
+                    "name": name,
+                    "mode": record.get("mode") if params["state"] == "present" else None,
+                    "netns": record.get("netns") if params["state"] == "present" else None,
+                    "interfaces": interfaces(record) if params["state"] == "present" else [],
+                    "changed": outcome.changed,
+                }
+            )
+    except PodnetError as exc:
+        module.fail_json(msg=str(exc), changed=changed, actions=actions)
+    except Exception as exc:  # noqa: BLE001 - reported with its traceback, never raised raw
+        module.fail_json(
+            msg=f"unexpected error: {exc}", exception=traceback.format_exc(), actions=actions
+        )
+    finally:
+        networks.close()
+
+    result = {"changed": changed, "actions": actions}
+    if params["pods"]:
+        result["pods"] = results
+    else:
+        result.update({k: results[0][k] for k in ("mode", "netns", "interfaces")})
+    if module._diff:
+        result["diff"] = diffs if params["pods"] else diffs[0]
+    module.exit_json(**result)
