@@ -69,10 +69,25 @@ def configure_pod_address(
     pod.set_up(ifname)
 
 
-def add_routes(pod: Netlink, ifname: str, routes: list[dict], gateway: str | None) -> None:
-    """IPAM routes: each via its own gw, else via the network's gateway."""
+def add_routes(
+    pod: Netlink, ifname: str, routes: list[dict], gateway: str | None
+) -> tuple[list[dict], list[dict]]:
+    """IPAM routes, each via its own gw, else via the network's gateway.
+
+    Returns (installed, shadowed): a route whose destination another interface of the pod
+    already serves (an earlier network's default route, say) is left to that one.
+    """
+    installed, shadowed = [], []
     for route in routes:
-        pod.add_route(_route_dst(route["dst"]), ifname, gateway=route.get("gw") or gateway)
+        dst = _route_dst(route["dst"])
+        via = route.get("gw") or gateway
+        if pod.add_route(dst, ifname, gateway=via):
+            installed.append(route)
+            continue
+        shown = "default" if dst == "0.0.0.0/0" else dst
+        ours = any(r["dst"] == shown and r["gateway"] == via for r in pod.routes(ifname))
+        (installed if ours else shadowed).append(route)
+    return installed, shadowed
 
 
 def has_default_route(routes: list[dict]) -> bool:

@@ -81,7 +81,7 @@ def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Und
     # adding a second one would fail with "file exists".
     if is_default_gw and not has_default_route(routes):
         routes.append({"dst": "0.0.0.0/0"})
-    add_routes(pod.netlink, ifname, routes, gateway)
+    routes, shadowed = add_routes(pod.netlink, ifname, routes, gateway)
 
     if is_gateway:
         gateway_cidr = f"{gateway}/{lease.prefixlen}"
@@ -102,6 +102,7 @@ def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Und
             "subnet": network,
             "mac": pod.netlink.link(ifname)["mac"],
             "routes": routes,
+            "shadowed_routes": shadowed,
             "masquerade": conf.ip_masq,
         }
     )

@@ -127,6 +127,7 @@ class PodNetworks:
         self.host_netlink = Netlink()
         self.ledger = HostLedger(settings.state_dir)
         self.host = HostSide(self.host_netlink, self.ledger, settings.nat_backend)
+        self.warnings: list[str] = []
 
     def close(self) -> None:
         self.host_netlink.close()
@@ -247,6 +248,8 @@ class PodNetworks:
                 record["hostname"] = hostname
                 self._apply(name, record, pod, keep, drop, add, namespace_ok)
                 self._etc_files(name, hostname, mode, wanted, dry=False)
+            outcome.warnings += self.warnings
+            self.warnings = []
         finally:
             if pod.netlink is not None:
                 pod.netlink.close()
@@ -323,7 +326,14 @@ class PodNetworks:
                 made = pod = self._pod_side(name, record["netns"])
             pod.netlink.set_up("lo")
             for item, address in add:
-                record["attachments"].append(self._attach(pod, item, address, undo))
+                attachment = self._attach(pod, item, address, undo)
+                record["attachments"].append(attachment)
+                for route in attachment.get("shadowed_routes", []):
+                    self.warnings.append(
+                        f'pod {name}: network "{item.conf.name}": route {route["dst"]} is '
+                        f"already served by an earlier network of the pod; not added on "
+                        f"{item.ifname}"
+                    )
             record["attachments"].sort(key=lambda a: int(a["ifname"][3:]))
             self.store.save(name, record)
             self.ledger.save()

@@ -52,8 +52,7 @@ def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Und
     configure_pod_address(pod.netlink, ifname, address, lease.prefixlen, prefix_route=False)
     pod.netlink.add_route(f"{gateway}/32", ifname, scope=RT_SCOPE_LINK, src=address)
     pod.netlink.add_route(network, ifname, gateway=gateway, src=address)
-    routes = conf.ipam.get("routes", [])
-    add_routes(pod.netlink, ifname, routes, gateway)
+    routes, shadowed = add_routes(pod.netlink, ifname, conf.ipam.get("routes", []), gateway)
 
     host.netlink.set_up(host_ifname)
     host.netlink.add_address(host_ifname, gateway, 32)
@@ -70,6 +69,7 @@ def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Und
         "host_ifname": host_ifname,
         "mac": pod.netlink.link(ifname)["mac"],
         "routes": routes,
+        "shadowed_routes": shadowed,
         "masquerade": conf.ip_masq,
         "sysctls": [IP_FORWARD],
     }

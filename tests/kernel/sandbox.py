@@ -29,10 +29,14 @@ def unique(kind: str) -> str:
     return f"{PREFIX}{kind}{next(_counter)}"
 
 
-def sh(argv: list[str], check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+def sh(
+    argv: list[str], check: bool = True, timeout: float = 30, **kw
+) -> subprocess.CompletedProcess:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
     if check and result.returncode != 0:
-        raise AssertionError(f"{argv} failed rc={result.returncode}: {result.stderr}{result.stdout}")
+        raise AssertionError(
+            f"{argv} failed rc={result.returncode}: {result.stderr}{result.stdout}"
+        )
     return result
 
 
@@ -47,7 +51,7 @@ def ip_json(ns: str, *args: str) -> list:
 
 
 def links(ns: str) -> dict[str, dict]:
-    return {link["ifname"]: link for link in ip_json(ns, "link", "show")}
+    return {link["ifname"]: link for link in ip_json(ns, "-d", "link", "show")}
 
 
 def addresses(ns: str, ifname: str) -> list[str]:
@@ -94,7 +98,8 @@ class TcpServer:
         )
         self.proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", code],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout.readline().strip() == "ready"
 
@@ -141,8 +146,12 @@ class SandboxHost:
 
     def opts(self, **extra) -> dict:
         """The dir options every module call on this host carries."""
-        return {"conf_dir": self.conf_dir, "data_dir": self.data_dir,
-                "state_dir": self.state_dir, **extra}
+        return {
+            "conf_dir": self.conf_dir,
+            "data_dir": self.data_dir,
+            "state_dir": self.state_dir,
+            **extra,
+        }
 
     def pod_name(self) -> str:
         name = unique("p")
@@ -152,8 +161,9 @@ class SandboxHost:
     def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
         return ns_run(self.name, argv, **kw)
 
-    def module(self, name: str, args: dict, check: bool = False, diff: bool = False,
-               with_dirs: bool = True) -> ModuleResult:
+    def module(
+        self, name: str, args: dict, check: bool = False, diff: bool = False, with_dirs: bool = True
+    ) -> ModuleResult:
         """Run a podnet.cni module inside this host, the way Ansible would, and parse its JSON."""
         payload = dict(args)
         if with_dirs:
@@ -166,8 +176,15 @@ class SandboxHost:
         try:
             env = {**os.environ, "PYTHONPATH": COLLECTIONS}
             result = self.run(
-                [sys.executable, "-m", f"ansible_collections.podnet.cni.plugins.modules.{name}",
-                 handle.name], check=False, env=env, timeout=120,
+                [
+                    sys.executable,
+                    "-m",
+                    f"ansible_collections.podnet.cni.plugins.modules.{name}",
+                    handle.name,
+                ],
+                check=False,
+                env=env,
+                timeout=120,
             )
         finally:
             os.unlink(handle.name)
@@ -184,8 +201,21 @@ class SandboxHost:
         self.outside = unique("o")
         sh(["ip", "netns", "add", self.outside])
         ns_run(self.outside, ["ip", "link", "set", "lo", "up"])
-        self.run(["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "wan0",
-                  "netns", self.outside])
+        self.run(
+            [
+                "ip",
+                "link",
+                "add",
+                "uplink0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "wan0",
+                "netns",
+                self.outside,
+            ]
+        )
         self.run(["ip", "addr", "add", "203.0.113.1/24", "dev", "uplink0"])
         self.run(["ip", "link", "set", "uplink0", "up"])
         ns_run(self.outside, ["ip", "addr", "add", "203.0.113.2/24", "dev", "wan0"])

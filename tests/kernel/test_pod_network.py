@@ -1,0 +1,424 @@
+"""pod_network on the real kernel: every pod in a sandbox host namespace the test creates."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from sandbox import (
+    COLLECTIONS,
+    REPO,
+    TcpServer,
+    addresses,
+    ip_json,
+    iptables_save,
+    links,
+    netns_exists,
+    nft_ruleset,
+    ns_run,
+    ping,
+    sysctl,
+    tcp_peer_seen,
+)
+
+BRIDGE_CONF = {
+    "name": "lan",
+    "type": "bridge",
+    "bridge": "rkt9",
+    "isGateway": True,
+    "ipMasq": True,
+    "ipam": {"type": "host-local", "subnet": "10.22.0.0/24", "routes": [{"dst": "0.0.0.0/0"}]},
+}
+PTP_CONF = {
+    "name": "p2p",
+    "type": "ptp",
+    "ipMasq": False,
+    "ipam": {"type": "host-local", "subnet": "10.23.0.0/24"},
+}
+
+
+def write_conf(host, filename: str, conf: dict) -> None:
+    with open(os.path.join(host.conf_dir, filename), "w") as handle:
+        json.dump(conf, handle)
+
+
+def up(host, pod: str, networks, **extra) -> dict:
+    result = host.module("pod_network", {"name": pod, "networks": networks, **extra})
+    assert not result.failed, result.get("msg")
+    return result
+
+
+def down(host, pod: str, **extra) -> dict:
+    result = host.module("pod_network", {"name": pod, "state": "absent", **extra})
+    assert not result.failed, result.get("msg")
+    return result
+
+
+def lease_files(host) -> list[str]:
+    found = []
+    for root, _, files in os.walk(host.data_dir):
+        found += [os.path.join(root, f) for f in files if f[0].isdigit()]
+    return found
+
+
+def host_snapshot(host) -> dict:
+    """What the kernel shows in the sandbox host: links, routes, nft rules, ip_forward."""
+    return {
+        "links": sorted(links(host.name)),
+        "routes": ip_json(host.name, "route", "show"),
+        "nft": nft_ruleset(host.name),
+        "iptables": [line for line in iptables_save(host.name).splitlines() if line[:1] in "-:"],
+        "ip_forward": sysctl(host.name, "net.ipv4.ip_forward"),
+    }
+
+
+def test_host_mode_shares_the_host_namespace_and_warns(host):
+    pod = host.pod_name()
+    result = up(host, pod, ["host"])
+    assert result["mode"] == "host" and result["netns"] is None
+    assert "abstract unix sockets" in json.dumps(result.get("warnings"))
+    assert not netns_exists(pod)
+    assert up(host, pod, ["host"])["changed"] is False
+    assert down(host, pod)["changed"] is True
+
+
+def test_none_gives_only_loopback_up(host):
+    pod = host.pod_name()
+    result = up(host, pod, "none")
+    assert result["interfaces"] == []
+    pod_links = links(pod)
+    assert list(pod_links) == ["lo"]
+    assert "UP" in pod_links["lo"]["flags"]
+    assert ping(pod, "127.0.0.1")
+    down(host, pod)
+    assert not netns_exists(pod)
+
+
+def test_default_reaches_host_and_outside_through_masquerade(host):
+    outside = host.add_outside()
+    pod = host.pod_name()
+    result = up(host, pod, ["default"])
+    (eth0,) = result["interfaces"]
+    assert eth0["network"] == "default" and eth0["ifname"] == "eth0"
+    assert eth0["address"] == "172.16.28.2/24" and eth0["gateway"] == "172.16.28.1"
+    assert addresses(pod, "eth0") == ["172.16.28.2/24"]
+    assert ping(pod, "172.16.28.1")
+    assert ping(pod, "203.0.113.2")
+    server = TcpServer(outside, 8080)
+    try:
+        assert tcp_peer_seen(pod, "203.0.113.2", 8080) == "203.0.113.1"
+    finally:
+        server.close()
+    assert sysctl(host.name, "net.ipv4.ip_forward") == "1"
+
+
+def test_default_restricted_reaches_host_but_not_outside(host):
+    host.add_outside()
+    pod = host.pod_name()
+    result = up(host, pod, ["default-restricted"])
+    assert [i["address"] for i in result["interfaces"]] == ["172.31.0.2/16"]
+    assert ping(pod, "172.31.0.1")
+    assert not ping(pod, "203.0.113.2")
+    routes = ip_json(pod, "route", "show")
+    assert not any(route["dst"] == "default" for route in routes)
+
+
+def test_two_pods_on_one_bridge_reach_each_other(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    web, db = host.pod_name(), host.pod_name()
+    first = up(host, web, ["lan"], add_default_restricted=False)
+    second = up(host, db, ["lan"], add_default_restricted=False)
+    assert first["interfaces"][0]["address"] == "10.22.0.2/24"
+    assert second["interfaces"][0]["address"] == "10.22.0.3/24"
+    assert ping(web, "10.22.0.3") and ping(db, "10.22.0.2")
+    bridge = links(host.name)["rkt9"]
+    assert bridge["linkinfo"]["info_kind"] == "bridge"
+    assert addresses(host.name, "rkt9") == ["10.22.0.1/24"]
+    ports = {link["ifname"] for link in links(host.name).values() if link.get("master") == "rkt9"}
+    assert ports == {first["interfaces"][0]["host_ifname"], second["interfaces"][0]["host_ifname"]}
+    server = TcpServer(db, 5432)
+    try:
+        assert tcp_peer_seen(web, "10.22.0.3", 5432) == "10.22.0.2"  # no masquerade inside
+    finally:
+        server.close()
+    down(host, web)
+    down(host, db)
+    assert "rkt9" not in links(host.name), "the bridge podnet made goes with its last pod"
+
+
+def test_ptp_pods_reach_each_other_through_the_host(host):
+    write_conf(host, "20-p2p.conf", PTP_CONF)
+    a, b = host.pod_name(), host.pod_name()
+    up(host, a, ["p2p"], add_default_restricted=False)
+    up(host, b, ["p2p"], add_default_restricted=False)
+    assert ping(a, "10.23.0.3")
+    route = ns_run(a, ["ip", "-j", "route", "get", "10.23.0.3"]).stdout
+    assert json.loads(route)[0]["gateway"] == "10.23.0.1", "ptp neighbours go via the host"
+
+
+def test_conf_file_order_gives_interface_names(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    write_conf(host, "20-p2p.conf", PTP_CONF)
+    pod = host.pod_name()
+    result = up(host, pod, ["default", "p2p", "lan"])
+    assert [(i["network"], i["ifname"]) for i in result["interfaces"]] == [
+        ("lan", "eth0"),
+        ("p2p", "eth1"),
+        ("default", "eth2"),
+    ]
+    assert addresses(pod, "eth0") == ["10.22.0.2/24"]
+    assert addresses(pod, "eth1") == ["10.23.0.2/24"]
+    assert addresses(pod, "eth2") == ["172.16.28.2/24"]
+
+
+def test_default_restricted_is_added_unless_default_is_named(host):
+    write_conf(host, "lan.conf", BRIDGE_CONF)
+    pod, other = host.pod_name(), host.pod_name()
+    result = up(host, pod, ["lan"])
+    assert [(i["network"], i["ifname"]) for i in result["interfaces"]] == [
+        ("default-restricted", "eth0"),
+        ("lan", "eth1"),
+    ]
+    result = up(host, other, ["lan"], add_default_restricted=False)
+    assert [i["network"] for i in result["interfaces"]] == ["lan"]
+    assert sorted(links(other)) == ["eth0", "lo"]
+
+
+def test_requested_ip_lands_exactly_and_a_taken_one_leaves_nothing(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    first, second = host.pod_name(), host.pod_name()
+    result = up(host, first, "lan:IP=10.22.0.77", add_default_restricted=False)
+    assert result["interfaces"][0]["address"] == "10.22.0.77/24"
+    assert addresses(first, "eth0") == ["10.22.0.77/24"]
+    before = host_snapshot(host)
+    leases_before = lease_files(host)
+
+    failed = host.module(
+        "pod_network", {"name": second, "networks": ["default", "lan:IP=10.22.0.77"]}
+    )
+    assert failed.failed
+    assert "10.22.0.77" in failed["msg"] and "lan" in failed["msg"]
+    assert not netns_exists(second)
+    assert host_snapshot(host) == before
+    assert lease_files(host) == leases_before
+    assert not os.path.exists(os.path.join(host.state_dir, "pods", f"{second}.json"))
+
+
+def test_failure_half_way_undoes_the_whole_run(host):
+    host.add_outside()
+    write_conf(host, "50-broken.conf", dict(BRIDGE_CONF, name="broken", bridge="uplink0"))
+    pod = host.pod_name()
+    before = host_snapshot(host)
+    failed = host.module("pod_network", {"name": pod, "networks": ["default", "broken"]})
+    assert failed.failed
+    assert "uplink0" in failed["msg"] and "not a bridge" in failed["msg"]
+    assert not netns_exists(pod)
+    assert host_snapshot(host) == before
+    assert lease_files(host) == []
+
+
+def test_teardown_leaves_no_link_lease_rule_or_namespace(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    host.add_outside()
+    before = host_snapshot(host)
+    pods = [host.pod_name() for _ in range(2)]
+    for pod in pods:
+        up(host, pod, ["default", "lan"])
+    assert host_snapshot(host) != before
+    for pod in pods:
+        assert down(host, pod)["changed"] is True
+        assert not netns_exists(pod)
+        assert not os.path.exists(f"/etc/netns/{pod}")
+    assert host_snapshot(host) == before
+    assert lease_files(host) == []
+    assert down(host, pods[0])["changed"] is False
+
+
+def test_absent_after_the_namespace_vanished_still_releases_everything(host):
+    pod = host.pod_name()
+    before = host_snapshot(host)
+    up(host, pod, ["default"])
+    subprocess.run(["ip", "netns", "del", pod], check=True)
+    down(host, pod)
+    assert lease_files(host) == []
+    assert host_snapshot(host) == before
+
+
+def test_second_run_changes_nothing_and_check_mode_predicts(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    pod = host.pod_name()
+    args = {"name": pod, "networks": ["default", "lan"]}
+    predicted = host.module("pod_network", args, check=True, diff=True)
+    assert predicted["changed"] is True
+    assert not netns_exists(pod) and lease_files(host) == []
+    assert [a["address"] for a in predicted["diff"]["after"]["attachments"]] == [
+        "10.22.0.2/24",
+        "172.16.28.2/24",
+    ]
+
+    made = host.module("pod_network", args, diff=True)
+    assert made["changed"] is True
+    assert made["diff"]["before"] == {}
+    assert made["diff"]["after"] == predicted["diff"]["after"]
+    snapshot = host_snapshot(host)
+
+    again = host.module("pod_network", args, diff=True)
+    assert again["changed"] is False and again["actions"] == []
+    assert again["diff"]["before"] == again["diff"]["after"]
+    assert host.module("pod_network", args, check=True)["changed"] is False
+    assert host_snapshot(host) == snapshot
+
+    gone = host.module("pod_network", {"name": pod, "state": "absent"}, check=True)
+    assert gone["changed"] is True and netns_exists(pod)
+
+
+def test_rerun_repairs_a_deleted_link_and_a_flushed_masquerade(host):
+    host.add_outside()
+    pod = host.pod_name()
+    result = up(host, pod, ["default"])
+    host_ifname = result["interfaces"][0]["host_ifname"]
+    host.run(["ip", "link", "del", host_ifname])
+    assert not ping(pod, "172.16.28.1")
+    repaired = up(host, pod, ["default"])
+    assert repaired["changed"] is True
+    assert repaired["interfaces"][0]["address"] == "172.16.28.2/24", "the address is kept"
+    assert ping(pod, "203.0.113.2")
+
+    host.run(["nft", "flush", "ruleset"])
+    assert not ping(pod, "203.0.113.2")
+    assert up(host, pod, ["default"])["changed"] is True
+    assert ping(pod, "203.0.113.2")
+    assert up(host, pod, ["default"])["changed"] is False
+
+
+def test_changing_the_networks_moves_the_pod(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    pod = host.pod_name()
+    up(host, pod, ["default"])
+    result = up(host, pod, ["lan"], add_default_restricted=False)
+    assert [i["network"] for i in result["interfaces"]] == ["lan"]
+    assert sorted(links(pod)) == ["eth0", "lo"]
+    assert addresses(pod, "eth0") == ["10.22.0.2/24"]
+    assert not any("172.16.28" in path for path in lease_files(host))
+
+
+def test_hosts_and_resolv_conf_are_seen_by_ip_netns_exec(host):
+    write_conf(
+        host,
+        "10-lan.conf",
+        dict(BRIDGE_CONF, dns={"nameservers": ["10.22.0.53"], "search": ["pods.example"]}),
+    )
+    pod = host.pod_name()
+    up(host, pod, ["lan"], hostname="webhost", add_default_restricted=False)
+    hosts = subprocess.run(
+        ["ip", "netns", "exec", pod, "cat", "/etc/hosts"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "webhost" in hosts and "127.0.0.1" in hosts
+    resolv = subprocess.run(
+        ["ip", "netns", "exec", pod, "cat", "/etc/resolv.conf"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "nameserver 10.22.0.53" in resolv and "search pods.example" in resolv
+
+
+def test_many_pods_in_one_call(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    names = [host.pod_name() for _ in range(5)]
+    pods = [{"name": name, "networks": ["lan"]} for name in names]
+    result = host.module("pod_network", {"pods": pods, "add_default_restricted": False})
+    assert not result.failed, result.get("msg")
+    assert [p["interfaces"][0]["address"] for p in result["pods"]] == [
+        f"10.22.0.{i}/24" for i in range(2, 7)
+    ]
+    assert ping(names[0], "10.22.0.6")
+    again = host.module("pod_network", {"pods": pods, "add_default_restricted": False})
+    assert again["changed"] is False
+    gone = host.module("pod_network", {"pods": pods, "state": "absent"})
+    assert gone["changed"] is True and not any(netns_exists(n) for n in names)
+
+
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_masquerade_backend_forced(host, backend):
+    outside = host.add_outside()
+    before = host_snapshot(host)
+    pod = host.pod_name()
+    up(host, pod, ["default"], nat_backend=backend)
+    if backend == "iptables":
+        assert "MASQUERADE" in iptables_save(host.name)
+    else:
+        assert nft_ruleset(host.name)["nftables"][1:], "an nftables table holds the masquerade"
+    server = TcpServer(outside, 8081)
+    try:
+        assert tcp_peer_seen(pod, "203.0.113.2", 8081) == "203.0.113.1"
+    finally:
+        server.close()
+    down(host, pod, nat_backend=backend)
+    assert host_snapshot(host) == before
+
+
+@pytest.mark.parametrize(
+    ("networks", "expected"),
+    [
+        (["nosuch", "alsomissing"], "networks not found: nosuch, alsomissing"),
+        (["default", "default"], 'duplicate netname "default"'),
+        (["host:IP=1.2.3.4"], "host"),
+        (["default:IP=10.9.9.9"], "10.9.9.9"),
+        (["default:FOO=1"], "FOO"),
+        (["default:IP=notanip"], "notanip"),
+        (["a:b:c"], "a"),
+    ],
+)
+def test_bad_requests_fail_clearly_and_change_nothing(host, networks, expected):
+    pod = host.pod_name()
+    before = host_snapshot(host)
+    result = host.module("pod_network", {"name": pod, "networks": networks})
+    assert result.failed and expected in result["msg"], result.get("msg")
+    assert not netns_exists(pod) and host_snapshot(host) == before and lease_files(host) == []
+
+
+def test_ad_hoc_ansible_command_inside_a_sandbox_host(host, tmp_path):
+    """`ansible localhost -m podnet.cni.pod_network` with the interpreter entered into the host."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec nsenter --net={host.netns} {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    pod = host.pod_name()
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS, "ANSIBLE_HOME": str(tmp_path)}
+    base = [
+        "ansible",
+        "localhost",
+        "-c",
+        "local",
+        "-e",
+        f"ansible_python_interpreter={wrapper}",
+        "-m",
+        "podnet.cni.pod_network",
+    ]
+    dirs = f"conf_dir={host.conf_dir} data_dir={host.data_dir} state_dir={host.state_dir}"
+    bindir = os.path.dirname(sys.executable)
+    run = subprocess.run(
+        [os.path.join(bindir, base[0]), *base[1:], "-a", f"name={pod} networks=default {dirs}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "172.16.28.2/24" in run.stdout
+    assert ping(pod, "172.16.28.1")
+    run = subprocess.run(
+        [os.path.join(bindir, base[0]), *base[1:], "-a", f"name={pod} state=absent {dirs}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not netns_exists(pod)
