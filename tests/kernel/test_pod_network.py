@@ -422,3 +422,52 @@ def test_ad_hoc_ansible_command_inside_a_sandbox_host(host, tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert not netns_exists(pod)
+
+
+def test_exhausted_network_fails_naming_it_and_leaves_nothing(host):
+    """bugs.md C03: the message names the network and the range; no half-made pod."""
+    write_conf(
+        host,
+        "10-tiny.conf",
+        dict(PTP_CONF, name="tiny", ipam={"type": "host-local", "subnet": "10.30.0.0/30"}),
+    )
+    first, second = host.pod_name(), host.pod_name()
+    assert up(host, first, ["tiny"])["interfaces"][0]["address"] == "10.30.0.2/30"
+    before = host_snapshot(host)
+    leases = lease_files(host)
+    failed = host.module("pod_network", {"name": second, "networks": ["tiny"]})
+    assert failed.failed
+    assert "tiny" in failed["msg"] and "no IP addresses available" in failed["msg"]
+    assert not netns_exists(second)
+    assert host_snapshot(host) == before and lease_files(host) == leases
+
+
+def test_default_gateway_flag_with_an_ipam_default_route_adds_one_route(host):
+    """bugs.md C12: isDefaultGateway plus an IPAM default route is not a 'file exists'."""
+    write_conf(host, "10-lan.conf", dict(BRIDGE_CONF, isDefaultGateway=True))
+    pod = host.pod_name()
+    up(host, pod, ["lan"], add_default_restricted=False)
+    defaults = [r for r in ip_json(pod, "route", "show") if r["dst"] == "default"]
+    assert [(r["gateway"], r["dev"]) for r in defaults] == [("10.22.0.1", "eth0")]
+
+
+def test_mtu_is_applied_to_both_ends_and_a_new_bridge(host):
+    write_conf(host, "10-lan.conf", dict(BRIDGE_CONF, mtu=1400))
+    pod = host.pod_name()
+    result = up(host, pod, ["lan"], add_default_restricted=False)
+    assert links(pod)["eth0"]["mtu"] == 1400
+    assert links(host.name)[result["interfaces"][0]["host_ifname"]]["mtu"] == 1400
+    assert links(host.name)["rkt9"]["mtu"] == 1400
+
+
+def test_leftover_host_link_of_a_crashed_run_is_replaced(host):
+    """bugs.md C17: a stale host veth for the same attachment does not block the pod."""
+    pod = host.pod_name()
+    result = up(host, pod, ["default"])
+    host_ifname = result["interfaces"][0]["host_ifname"]
+    state = os.path.join(host.state_dir, "pods", f"{pod}.json")
+    os.unlink(state)  # the record is lost, the kernel state stays: as after a crash
+    subprocess.run(["ip", "netns", "del", pod], check=True)
+    host.run(["ip", "link", "add", host_ifname, "type", "veth", "peer", "name", "stale0"])
+    assert up(host, pod, ["default"])["changed"] is True
+    assert ping(pod, "172.16.28.1")
