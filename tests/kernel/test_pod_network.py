@@ -64,13 +64,27 @@ def lease_files(host) -> list[str]:
     return found
 
 
+def nft_content(host) -> list:
+    """nft objects, leaving out a table that holds nothing but empty base chains.
+
+    Debian's iptables is iptables-nft: it leaves an empty `ip nat` table behind after its last
+    rule goes. podnet does not delete that shared table (another tool may be about to use it).
+    """
+    items = [next(iter(entry.items())) for entry in nft_ruleset(host.name)["nftables"][1:]]
+    busy = {(v["family"], v["table"]) for kind, v in items if kind in ("rule", "set", "map")}
+    busy |= {(v["family"], v["table"]) for kind, v in items if kind == "chain" and "hook" not in v}
+    return [
+        (kind, v) for kind, v in items if (v.get("family"), v.get("table", v.get("name"))) in busy
+    ]
+
+
 def host_snapshot(host) -> dict:
-    """What the kernel shows in the sandbox host: links, routes, nft rules, ip_forward."""
+    """What the kernel shows in the sandbox host: links, routes, NAT rules, ip_forward."""
     return {
         "links": sorted(links(host.name)),
         "routes": ip_json(host.name, "route", "show"),
-        "nft": nft_ruleset(host.name),
-        "iptables": [line for line in iptables_save(host.name).splitlines() if line[:1] in "-:"],
+        "nft": nft_content(host),
+        "iptables": [line for line in iptables_save(host.name).splitlines() if line[:2] == "-A"],
         "ip_forward": sysctl(host.name, "net.ipv4.ip_forward"),
     }
 

@@ -1,0 +1,150 @@
+# Copyright: podnet.cni contributors
+# Apache License 2.0 (see LICENSE)
+"""NAT for pod traffic (masquerade now, port forwarding later): the interface, the backend choice.
+
+A backend keeps its rules findable by a (pod, network) tag alone, so teardown never needs the
+addresses that saved state may have lost. Everything acts on the calling thread's network
+namespace: the module runs in the host namespace, tests enter a sandbox one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ansible_collections.podnet.cni.plugins.module_utils._addr import parse_cidr, parse_ip
+from ansible_collections.podnet.cni.plugins.module_utils._command import find_tool, run
+from ansible_collections.podnet.cni.plugins.module_utils._errors import PodnetError
+
+BACKENDS = ("nftables", "iptables")
+
+# Pods reach their own subnet and multicast groups with their real address, as CNI does.
+MULTICAST_V4 = "224.0.0.0/4"
+
+# One lock for every namespace: the read-compare-write of a change must not interleave with
+# another run's, and serialising across namespaces costs nothing at this rate.
+LOCK_PATH = "/run/lock/podnet-nat.lock"
+
+
+@dataclass(frozen=True)
+class Masquerade:
+    """One tagged masquerade; address or subnet is None when a backend finds only part of it."""
+
+    pod: str
+    network: str
+    address: str | None
+    subnet: str | None
+
+
+class Nat(Protocol):
+    name: str
+
+    def ensure_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool: ...
+
+    def has_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool: ...
+
+    def remove_masquerade(self, pod: str, network: str | None = None) -> bool: ...
+
+    def masquerades(self) -> list[Masquerade]: ...
+
+
+def nat_backend(prefer: str = "auto") -> Nat:
+    """The backend to use: "auto" takes nftables when `nft` works, else iptables."""
+    if prefer not in ("auto", *BACKENDS):
+        raise PodnetError(
+            f'NAT backend "{prefer}" is unknown: use "auto", "nftables" or "iptables"'
+        )
+
+    wanted = BACKENDS if prefer == "auto" else (prefer,)
+    reasons = []
+    for name in wanted:
+        backend, reason = _probe(name)
+        if backend is not None:
+            return backend
+        reasons.append(reason)
+    raise PodnetError("no usable NAT backend: " + "; ".join(reasons))
+
+
+def usable_backends() -> list[Nat]:
+    """Every backend that works here, so a teardown can sweep rules left by the other one."""
+    found = []
+    for name in BACKENDS:
+        backend, _reason = _probe(name)
+        if backend is not None:
+            found.append(backend)
+    return found
+
+
+def _probe(name: str) -> tuple[Nat | None, str]:
+    # Imported here: the backends import this module's shared pieces.
+    if name == "nftables":
+        from ansible_collections.podnet.cni.plugins.module_utils._nat_nft import NftNat
+
+        nft = find_tool("nft")
+        if nft is None:
+            return None, "nftables: the nft command is not installed"
+        rc, _out, err = run([nft, "list", "tables"], check=False)
+        if rc != 0:
+            return None, f"nftables: `nft list tables` failed: {err.strip()}"
+        return NftNat(nft), ""
+
+    from ansible_collections.podnet.cni.plugins.module_utils._nat_iptables import IptablesNat
+
+    save, restore = find_tool("iptables-save"), find_tool("iptables-restore")
+    if save is None or restore is None:
+        return None, "iptables: iptables-save or iptables-restore is not installed"
+    rc, _out, err = run([save, "-t", "nat"], check=False)
+    if rc != 0:
+        return None, f"iptables: `iptables-save -t nat` failed: {err.strip()}"
+    return IptablesNat(save, restore), ""
+
+
+@contextlib.contextmanager
+def nat_lock() -> Iterator[None]:
+    """Hold the NAT lock for one read-compare-write; best effort if /run/lock is unusable."""
+    try:
+        os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+        handle = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+def check_tag_name(kind: str, value: str) -> str:
+    """Pod and network names end up quoted inside rule comments: refuse what would break out."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or not value.isascii()
+        or not value.isprintable()
+        or any(char in value for char in " \"'\\")
+    ):
+        raise PodnetError(
+            f"masquerade: {kind} name {value!r} cannot be used as a rule tag: it must be "
+            "printable ASCII without spaces, quotes or backslashes"
+        )
+    return value
+
+
+def masquerade_target(address: str, subnet: str) -> tuple[str, str]:
+    """Normalise (pod address, pod subnet): '10.1.0.7', '10.1.0.7/24' -> '10.1.0.0/24'."""
+    try:
+        ip = parse_ip(address)
+        network = parse_cidr(subnet)
+    except ValueError as exc:
+        raise PodnetError(f"masquerade: {exc}") from exc
+
+    if ip.version != 4 or network.version != 4:
+        raise PodnetError(
+            f"masquerade: only IPv4 is supported so far (address {address}, subnet {subnet})"
+        )
+    return str(ip), str(network.cidr)
