@@ -485,3 +485,21 @@ def test_leftover_host_link_of_a_crashed_run_is_replaced(host):
     host.run(["ip", "link", "add", host_ifname, "type", "veth", "peer", "name", "stale0"])
     assert up(host, pod, ["default"])["changed"] is True
     assert ping(pod, "172.16.28.1")
+
+
+def test_info_lists_pods_and_sees_what_the_kernel_lost(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    web, db = host.pod_name(), host.pod_name()
+    up(host, web, ["default"])
+    up(host, db, ["lan"], add_default_restricted=False)
+    info = host.module("pod_network_info", {"state_dir": host.state_dir}, with_dirs=False)
+    pods = {pod["name"]: pod for pod in info["pods"]}
+    assert set(pods) == {web, db} and info["changed"] is False
+    assert pods[web]["interfaces"][0]["address"] == "172.16.28.2/24"
+    assert pods[web]["alive"] and pods[web]["interfaces"][0]["present"]
+    ns_run(db, ["ip", "link", "del", "eth0"])
+    only = host.module(
+        "pod_network_info", {"state_dir": host.state_dir, "name": db}, with_dirs=False
+    )
+    assert [p["name"] for p in only["pods"]] == [db]
+    assert only["pods"][0]["interfaces"][0]["present"] is False
