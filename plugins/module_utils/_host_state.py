@@ -27,6 +27,10 @@ class HostLedger:
 
     def __init__(self, state_dir: str) -> None:
         self.path = os.path.join(state_dir, "host.json")
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again: call under the state lock, before changing anything."""
         found = read_json(self.path)
         self.entries: dict = found if isinstance(found, dict) else {}
         self.entries.setdefault("sysctls", {})

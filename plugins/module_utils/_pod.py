@@ -17,7 +17,7 @@ import shutil
 import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _netns, _ptp
+from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _forward, _netns, _ptp
 from ansible_collections.podnet.cni.plugins.module_utils._addr import norm_ip
 from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     HostSide,
@@ -245,6 +245,7 @@ class PodNetworks:
                 return outcome
 
             with locked(self.settings.state_dir):
+                self.ledger.reload()
                 record["hostname"] = hostname
                 self._apply(name, record, pod, keep, drop, add, namespace_ok)
                 self._etc_files(name, hostname, mode, wanted, dry=False)
@@ -407,9 +408,11 @@ class PodNetworks:
         if self.settings.check_mode:
             return
         with locked(self.settings.state_dir):
+            self.ledger.reload()
             alive = bool(netns_path) and _netns.is_netns(netns_path)
             pod = self._pod_side(name, netns_path if alive else None)
             try:
+                _forward.remove_pod_forwards(self.host, name, record)
                 for attachment in reversed(record.get("attachments", [])):
                     self._detach(pod, attachment)
             finally:

@@ -503,3 +503,19 @@ def test_info_lists_pods_and_sees_what_the_kernel_lost(host):
     )
     assert [p["name"] for p in only["pods"]] == [db]
     assert only["pods"][0]["interfaces"][0]["present"] is False
+
+
+def test_concurrent_runs_share_the_host_without_losing_each_other(host):
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [host.pod_name() for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda n: up(host, n, ["default"]), names))
+    got = sorted(r["interfaces"][0]["address"] for r in results)
+    assert got == sorted(f"172.16.28.{i}/24" for i in range(2, 6))
+    for name in names[:-1]:
+        down(host, name)
+    assert sysctl(host.name, "net.ipv4.ip_forward") == "1", "the last pod still needs it"
+    assert ping(names[-1], "172.16.28.1")
+    down(host, names[-1])
+    assert sysctl(host.name, "net.ipv4.ip_forward") == "0"
