@@ -1,6 +1,6 @@
 # Copyright: podnet.cni contributors
 # Apache License 2.0 (see LICENSE)
-"""NAT for pod traffic (masquerade now, port forwarding later): the interface, the backend choice.
+"""NAT for pod traffic (masquerade and port forwarding): the interface, the backend choice.
 
 A backend keeps its rules findable by a (pod, network) tag alone, so teardown never needs the
 addresses that saved state may have lost. Everything acts on the calling thread's network
@@ -40,6 +40,35 @@ class Masquerade:
     subnet: str | None
 
 
+@dataclass(frozen=True)
+class PortForward:
+    """Host port (on host_ip, or every local address when None) sent to a pod's address:port.
+
+    subnet is the pod's subnet on that network: its other pods, and the pod itself, reach the
+    forward through the host (hairpin) and are masqueraded so the replies come back the same way.
+    """
+
+    pod: str
+    protocol: str
+    host_ip: str | None
+    host_port: int
+    address: str
+    port: int
+    subnet: str
+
+    @property
+    def key(self) -> tuple[str | None, str, int]:
+        return (self.host_ip, self.protocol, self.host_port)
+
+    def overlaps(self, other: PortForward) -> bool:
+        """rkt's rule: same protocol and host port, and either host IP is "any" or both equal."""
+        return (
+            self.protocol == other.protocol
+            and self.host_port == other.host_port
+            and (self.host_ip is None or other.host_ip is None or self.host_ip == other.host_ip)
+        )
+
+
 class Nat(Protocol):
     name: str
 
@@ -50,6 +79,14 @@ class Nat(Protocol):
     def remove_masquerade(self, pod: str, network: str | None = None) -> bool: ...
 
     def masquerades(self) -> list[Masquerade]: ...
+
+    def ensure_forwards(self, pod: str, forwards: list[PortForward]) -> bool: ...
+
+    def has_forwards(self, pod: str, forwards: list[PortForward]) -> bool: ...
+
+    def remove_forwards(self, pod: str) -> bool: ...
+
+    def forwards(self) -> list[PortForward]: ...
 
 
 def nat_backend(prefer: str = "auto") -> Nat:
@@ -148,3 +185,33 @@ def masquerade_target(address: str, subnet: str) -> tuple[str, str]:
             f"masquerade: only IPv4 is supported so far (address {address}, subnet {subnet})"
         )
     return str(ip), str(network.cidr)
+
+
+FORWARD_PROTOCOLS = ("tcp", "udp")
+
+
+def check_forward(forward: PortForward) -> PortForward:
+    """Normalise one forward for a backend: IPv4 only, ports 1-65535, tcp or udp."""
+    check_tag_name("pod", forward.pod)
+    where = f'port forward of pod "{forward.pod}"'
+    if forward.protocol not in FORWARD_PROTOCOLS:
+        raise PodnetError(f'{where}: protocol "{forward.protocol}" is not tcp or udp')
+    for label, port in (("host port", forward.host_port), ("pod port", forward.port)):
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise PodnetError(f"{where}: {label} {port!r} is not a port number (1-65535)")
+    try:
+        host_ip = None if forward.host_ip is None else parse_ip(forward.host_ip)
+        address, subnet = parse_ip(forward.address), parse_cidr(forward.subnet)
+    except ValueError as exc:
+        raise PodnetError(f"{where}: {exc}") from exc
+    if any(ip is not None and ip.version != 4 for ip in (host_ip, address, subnet)):
+        raise PodnetError(f"{where}: only IPv4 forwards are supported so far")
+    return PortForward(
+        forward.pod,
+        forward.protocol,
+        None if host_ip is None else str(host_ip),
+        forward.host_port,
+        str(address),
+        forward.port,
+        str(subnet.cidr),
+    )

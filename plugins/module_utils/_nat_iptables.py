@@ -11,6 +11,19 @@ Per pod and network, in table nat (C = name: "<network>" id: "<pod>"):
 
 Every rule carries the tag, so a pod's rules are found in `iptables-save` without its address.
 Changes go through `iptables-restore --noflush`: one commit, never a half-built chain.
+
+Port forwards (F = forward pod: "<pod>", J = podnet port forwards):
+
+    -A PREROUTING  -m addrtype --dst-type LOCAL -m comment --comment J -j PODNET-FWD-DNAT
+    -A OUTPUT      -m addrtype --dst-type LOCAL -m comment --comment J -j PODNET-FWD-DNAT
+    -A POSTROUTING -m conntrack --ctstate DNAT -m comment --comment J -j PODNET-FWD-SNAT
+    -A PODNET-FWD-DNAT [-d <host ip>/32] -p tcp -m tcp --dport 8080 -m comment --comment F
+       -j DNAT --to-destination <pod ip>:80
+    -A PODNET-FWD-SNAT -s 127.0.0.1/32 -d <pod ip>/32 -p tcp -m tcp --dport 80 ... -j MASQUERADE
+    -A PODNET-FWD-SNAT -s <pod subnet> -d <pod ip>/32 -p tcp -m tcp --dport 80 ... -j MASQUERADE
+
+Unlike nftables' maps this is one rule per forward on the packet path; it is the fallback.
+The shared chains and their jumps go when the last forward does.
 """
 
 from __future__ import annotations
@@ -27,6 +40,8 @@ from ansible_collections.podnet.cni.plugins.module_utils._errors import CommandE
 from ansible_collections.podnet.cni.plugins.module_utils._nat import (
     MULTICAST_V4,
     Masquerade,
+    PortForward,
+    check_forward,
     check_tag_name,
     masquerade_target,
     nat_lock,
@@ -241,6 +256,195 @@ def _subnet_for(table: NatTable, chain: str, address: str | None) -> str | None:
     return holding[0] if holding else None
 
 
+FORWARD_DNAT = "PODNET-FWD-DNAT"
+FORWARD_SNAT = "PODNET-FWD-SNAT"
+FORWARD_JUMP_COMMENT = "podnet port forwards"
+_FORWARD_COMMENT = re.compile(r'forward pod: "([^"]*)"')
+_LOCAL = ("-m", "addrtype", "--dst-type", "LOCAL")
+_FORWARD_JUMPS = (
+    (
+        "PREROUTING",
+        (*_LOCAL, "-m", "comment", "--comment", FORWARD_JUMP_COMMENT, "-j", FORWARD_DNAT),
+    ),
+    ("OUTPUT", (*_LOCAL, "-m", "comment", "--comment", FORWARD_JUMP_COMMENT, "-j", FORWARD_DNAT)),
+    (
+        POSTROUTING,
+        (
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "DNAT",
+            "-m",
+            "comment",
+            "--comment",
+            FORWARD_JUMP_COMMENT,
+            "-j",
+            FORWARD_SNAT,
+        ),
+    ),
+)
+
+
+def forward_tag(pod: str) -> str:
+    return f'forward pod: "{check_tag_name("pod", pod)}"'
+
+
+def parse_forward_tag(comment: str | None) -> str | None:
+    found = _FORWARD_COMMENT.fullmatch(comment or "")
+    return found.group(1) if found else None
+
+
+def _port_match(protocol: str, port: int) -> tuple[str, ...]:
+    return ("-p", protocol, "-m", protocol, "--dport", str(port))
+
+
+def dnat_args(forward: PortForward) -> tuple[str, ...]:
+    destination = ("-d", f"{forward.host_ip}/32") if forward.host_ip else ()
+    return (
+        *destination,
+        *_port_match(forward.protocol, forward.host_port),
+        "-m",
+        "comment",
+        "--comment",
+        forward_tag(forward.pod),
+        "-j",
+        "DNAT",
+        "--to-destination",
+        f"{forward.address}:{forward.port}",
+    )
+
+
+def snat_args(forward: PortForward, source: str) -> tuple[str, ...]:
+    return (
+        "-s",
+        source,
+        "-d",
+        f"{forward.address}/32",
+        *_port_match(forward.protocol, forward.port),
+        "-m",
+        "comment",
+        "--comment",
+        forward_tag(forward.pod),
+        "-j",
+        "MASQUERADE",
+    )
+
+
+def forward_rules(forwards: list[PortForward]) -> list[Rule]:
+    """The chain rules these forwards need, each once, in order."""
+    found = []
+    for forward in forwards:
+        found.append(Rule(FORWARD_DNAT, dnat_args(forward)))
+    for forward in forwards:
+        for source in ("127.0.0.1/32", forward.subnet):
+            found.append(Rule(FORWARD_SNAT, snat_args(forward, source)))
+    return list(dict.fromkeys(found))
+
+
+def _semantic(rule: Rule) -> tuple:
+    """What a rule does, whatever order iptables-save prints its matches in."""
+    names = ("-s", "-d", "-p", "--dport", "--comment", "-j", "--to-destination")
+    return (rule.chain, *(rule.option(name) for name in names))
+
+
+def _dnat_key(rule: Rule) -> tuple:
+    host_ip = (rule.option("-d") or "").removesuffix("/32") or None
+    return (host_ip, rule.option("-p"), rule.option("--dport"))
+
+
+def plan_forwards(table: NatTable, pod: str, forwards: list[PortForward]) -> list[str]:
+    """Restore lines that leave exactly these forwards for pod; [] when the table says so.
+
+    Another pod's DNAT on a wanted host port is stale (the caller refused clashes with pods it
+    knows), so it goes with its masquerades, or it would keep taking that port (C06).
+    """
+    wanted = forward_rules(forwards)
+    wanted_keys = {_semantic(rule) for rule in wanted}
+    taken = {_dnat_key(Rule(FORWARD_DNAT, dnat_args(f))) for f in forwards}
+    ours = [r for r in table.rules if r.chain in (FORWARD_DNAT, FORWARD_SNAT)]
+
+    stale_targets = {
+        (r.option("--to-destination"), r.option("-p"), parse_forward_tag(r.comment))
+        for r in ours
+        if r.chain == FORWARD_DNAT
+        and parse_forward_tag(r.comment) not in (None, pod)
+        and _dnat_key(r) in taken
+    }
+
+    def leaving(rule: Rule) -> bool:
+        owner = parse_forward_tag(rule.comment)
+        if owner is None:
+            return True
+        if owner == pod:
+            return _semantic(rule) not in wanted_keys
+        if rule.chain == FORWARD_DNAT:
+            return _dnat_key(rule) in taken
+        target = f"{(rule.option('-d') or '').removesuffix('/32')}:{rule.option('--dport')}"
+        return (target, rule.option("-p"), owner) in stale_targets
+
+    lines, seen = [], set()
+    for rule in ours:
+        if leaving(rule) or _semantic(rule) in seen:
+            lines.append(render("-D", rule.chain, rule.args))
+        else:
+            seen.add(_semantic(rule))
+    remaining = len(ours) - len(lines)
+    missing = [rule for rule in wanted if _semantic(rule) not in seen]
+
+    if remaining + len(missing) == 0:
+        return _drop_forward_chains(table) if _has_forward_parts(table) else []
+    made = [f":{c} - [0:0]" for c in (FORWARD_DNAT, FORWARD_SNAT) if c not in table.chains]
+    lines = made + lines
+    for chain, args in _FORWARD_JUMPS:
+        present = [r for r in table.rules_in(chain) if r.args == args]
+        lines += [render("-D", chain, args) for _extra in present[1:]]
+        if not present:
+            lines.append(render("-I", chain, args))
+    lines += [render("-A", rule.chain, rule.args) for rule in missing]
+    return lines
+
+
+def _has_forward_parts(table: NatTable) -> bool:
+    jumps = any(r.target in (FORWARD_DNAT, FORWARD_SNAT) for r in table.rules)
+    return jumps or any(chain in table.chains for chain in (FORWARD_DNAT, FORWARD_SNAT))
+
+
+def _drop_forward_chains(table: NatTable) -> list[str]:
+    lines = [
+        render("-D", rule.chain, rule.args)
+        for rule in table.rules
+        if rule.target in (FORWARD_DNAT, FORWARD_SNAT)
+        and rule.chain not in (FORWARD_DNAT, FORWARD_SNAT)
+    ]
+    for chain in (FORWARD_DNAT, FORWARD_SNAT):
+        if chain in table.chains:
+            lines += [f"-F {chain}", f"-X {chain}"]
+    return lines
+
+
+def forward_records(table: NatTable) -> list[PortForward]:
+    """The forwards the DNAT rules show; subnet from the pod's hairpin masquerade."""
+    subnets = {}
+    for rule in table.rules_in(FORWARD_SNAT):
+        source = rule.option("-s")
+        if source and source != "127.0.0.1/32":
+            key = (rule.option("-d"), rule.option("-p"), rule.option("--dport"))
+            subnets[key] = source
+    found = []
+    for rule in table.rules_in(FORWARD_DNAT):
+        pod = parse_forward_tag(rule.comment)
+        target = rule.option("--to-destination") or ""
+        if pod is None or ":" not in target:
+            continue
+        address, port = target.rsplit(":", 1)
+        host_ip, protocol, host_port = _dnat_key(rule)
+        subnet = subnets.get((f"{address}/32", protocol, port), "")
+        found.append(
+            PortForward(pod, protocol, host_ip, int(host_port), address, int(port), subnet)
+        )
+    return sorted(found, key=lambda f: (f.pod, f.protocol, f.host_port, f.host_ip or ""))
+
+
 class IptablesNat:
     """The iptables backend; every method acts on the calling thread's network namespace."""
 
@@ -274,6 +478,31 @@ class IptablesNat:
 
     def masquerades(self) -> list[Masquerade]:
         return records(self._read())
+
+    def ensure_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
+        forwards = [check_forward(f) for f in forwards]
+        with nat_lock():
+            lines = plan_forwards(self._read(), pod, forwards)
+            if not lines:
+                return False
+            self._apply(lines, f'port forwards of pod "{pod}"')
+        return True
+
+    def has_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
+        forwards = [check_forward(f) for f in forwards]
+        return not plan_forwards(self._read(), pod, forwards)
+
+    def remove_forwards(self, pod: str) -> bool:
+        forward_tag(pod)
+        with nat_lock():
+            lines = plan_forwards(self._read(), pod, [])
+            if not lines:
+                return False
+            self._apply(lines, f'remove the port forwards of pod "{pod}"')
+        return True
+
+    def forwards(self) -> list[PortForward]:
+        return forward_records(self._read())
 
     def _read(self) -> NatTable:
         _rc, out, _err = run([self.save, "-t", TABLE])
