@@ -4,7 +4,12 @@
 
 from __future__ import annotations
 
-from netaddr import AddrFormatError, IPAddress, IPNetwork
+try:
+    from netaddr import AddrFormatError, IPAddress, IPNetwork
+except ImportError:  # the module reports it through missing_required_lib
+    AddrFormatError = None
+    IPAddress = None
+    IPNetwork = None
 
 
 def parse_ip(text: str) -> IPAddress:

@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from netaddr import IPAddress, IPNetwork
+try:
+    from netaddr import IPAddress, IPNetwork
+except ImportError:  # the module reports it through missing_required_lib
+    IPAddress = IPNetwork = None
 
 from ansible_collections.podnet.cni.plugins.module_utils._addr import parse_cidr, parse_ip
 from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, PodnetError

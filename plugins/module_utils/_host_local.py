@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from netaddr import AddrFormatError, IPAddress
+try:
+    from netaddr import AddrFormatError, IPAddress
+except ImportError:  # the module reports it through missing_required_lib
+    AddrFormatError = IPAddress = None
 
 from ansible_collections.podnet.cni.plugins.module_utils._errors import IpamError
 

@@ -33,7 +33,10 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from netaddr import IPAddress, IPNetwork
+try:
+    from netaddr import IPAddress, IPNetwork
+except ImportError:  # the module reports it through missing_required_lib
+    IPAddress = IPNetwork = None
 
 from ansible_collections.podnet.cni.plugins.module_utils._command import run
 from ansible_collections.podnet.cni.plugins.module_utils._errors import CommandError, PodnetError

@@ -52,7 +52,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from netaddr import IPAddress, IPNetwork
+try:
+    from netaddr import IPAddress, IPNetwork
+except ImportError:  # the module reports it through missing_required_lib
+    IPAddress = IPNetwork = None
 
 from ansible_collections.podnet.cni.plugins.module_utils._command import run
 from ansible_collections.podnet.cni.plugins.module_utils._errors import CommandError, PodnetError

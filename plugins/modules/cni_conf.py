@@ -147,6 +147,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
+    import netaddr  # noqa: F401 - the module_utils guard their imports
+
     from ansible_collections.podnet.cni.plugins.module_utils._conf import (
         DEFAULT_CONF_DIR,
         run_cni_conf,

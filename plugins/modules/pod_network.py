@@ -177,6 +177,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
+    import netaddr  # noqa: F401 - the module_utils guard their imports
+    import pyroute2  # noqa: F401 - the module_utils guard their imports
+
     from ansible_collections.podnet.cni.plugins.module_utils._pod import run_module
 
     IMPORT_ERROR = None

@@ -22,6 +22,7 @@ from sandbox import (
     ping,
     sysctl,
     tcp_peer_seen,
+    wait_for,
 )
 
 BRIDGE_CONF = {
@@ -482,6 +483,8 @@ def test_leftover_host_link_of_a_crashed_run_is_replaced(host):
     state = os.path.join(host.state_dir, "pods", f"{pod}.json")
     os.unlink(state)  # the record is lost, the kernel state stays: as after a crash
     subprocess.run(["ip", "netns", "del", pod], check=True)
+    # The kernel dismantles a deleted namespace (and its veth peers) asynchronously.
+    assert wait_for(lambda: host_ifname not in links(host.name))
     host.run(["ip", "link", "add", host_ifname, "type", "veth", "peer", "name", "stale0"])
     assert up(host, pod, ["default"])["changed"] is True
     assert ping(pod, "172.16.28.1")
