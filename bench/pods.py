@@ -42,7 +42,7 @@ class BenchError(Exception):
 
 
 def sh(argv: list[str], stdin: str | None = None, env: dict | None = None) -> str:
-    result = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True)
+    result = subprocess.run(argv, input=stdin, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BenchError(f"{argv} failed rc={result.returncode}: {result.stdout}{result.stderr}")
     return result.stdout
@@ -99,7 +99,7 @@ class Sandbox:
 
     def lease_files(self) -> list[str]:
         found = []
-        for _, _, files in os.walk(self.data_dir):
+        for _root, _dirs, files in os.walk(self.data_dir):
             found += [name for name in files if name[0].isdigit()]
         return found
 
@@ -107,7 +107,7 @@ class Sandbox:
         """Pod namespaces first (their veths go with them), then the host with its bridge."""
         for ns in [*self.pods, self.name]:
             if os.path.exists(os.path.join(NETNS_DIR, ns)):
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -221,7 +221,7 @@ def pod_network(host: Sandbox, args: dict) -> dict:
         json.dump({"ANSIBLE_MODULE_ARGS": payload}, handle)
     env = {**os.environ, "PYTHONPATH": COLLECTIONS}
     argv = ["nsenter", f"--net={host.netns}", sys.executable, "-m", MODULE, handle.name]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     os.unlink(handle.name)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -291,7 +291,7 @@ def warm_up_and_floor(calls: int = 5) -> float:
         sh([os.path.join(CNI_PATH, "host-local")], env={"CNI_COMMAND": "VERSION"})
         absent = {"name": host.pod_name("w", 0), "state": "absent"}
         pod_network(host, absent)
-        floor = timed(lambda: [pod_network(host, absent) for _ in range(calls)])
+        floor = timed(lambda: [pod_network(host, absent) for _call in range(calls)])
     finally:
         host.destroy()
     return 1000 * floor / calls
@@ -300,7 +300,7 @@ def warm_up_and_floor(calls: int = 5) -> float:
 def root_namespace() -> dict:
     """What this run must never change: the machine's own links, addresses, routes, rules."""
     links = json.loads(sh(["ip", "-j", "link", "show"]))
-    iptables = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    iptables = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
     with open("/proc/sys/net/ipv4/ip_forward") as handle:
         ip_forward = handle.read().strip()
     return {

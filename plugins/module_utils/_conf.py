@@ -550,7 +550,7 @@ def _ranges(ipam: dict, where: str, path: str) -> list[list[Range]]:
                             str(one),
                             f"overlaps range {other} of {earlier_path}",
                         )
-    return [members for _, members in sets]
+    return [members for _set_path, members in sets]
 
 
 def _check_range_set(members: list[Range], where: str, here: str) -> None:
@@ -965,7 +965,7 @@ def _plan_absent(
 
 
 def _removal(path: str) -> FileChange | None:
-    before, _, _ = _current(path)
+    before, _conf, _mode = _current(path)
     return None if before is None else FileChange("remove", path, before, "")
 
 

@@ -424,7 +424,7 @@ class LeaseStore:
                 content = handle.read().strip()
         except OSError:
             return None
-        owner, _, ifname = content.partition(LINE_BREAK)
+        owner, _break, ifname = content.partition(LINE_BREAK)
         return owner.strip(), ifname.strip()
 
     def _create(self, address: IPAddress, owner: str, ifname: str) -> bool:

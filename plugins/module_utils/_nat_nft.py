@@ -95,14 +95,26 @@ def _daddr_is(subnet: str) -> dict:
     return {"match": {"op": "==", "left": left, "right": right}}
 
 
-# Rules as text that creates them, and as `nft -j` lists them back.
-_POSTROUTING_RULES = [
-    (f"ip daddr {MULTICAST_V4} return", [_daddr_is(MULTICAST_V4), {"return": None}]),
-    (
-        f"ip saddr vmap @{PODS}",
-        [{"vmap": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "data": f"@{PODS}"}}],
-    ),
-]
+def _postrouting_rules() -> list[tuple[str, list]]:
+    """Rules as text that creates them, and as `nft -j` lists them back.
+
+    Built on call, not at import, so that importing without netaddr still reaches
+    missing_required_lib.
+    """
+    return [
+        (f"ip daddr {MULTICAST_V4} return", [_daddr_is(MULTICAST_V4), {"return": None}]),
+        (
+            f"ip saddr vmap @{PODS}",
+            [
+                {
+                    "vmap": {
+                        "key": {"payload": {"protocol": "ip", "field": "saddr"}},
+                        "data": f"@{PODS}",
+                    }
+                }
+            ],
+        ),
+    ]
 
 
 def _subnet_rules(subnet: str) -> list[tuple[str, list]]:
@@ -194,7 +206,7 @@ def parse_table(listing: dict) -> TableState | None:
         state.drift.append(f'map "{PODS}" is missing')
     if not seen_postrouting:
         state.drift.append(f'chain "{POSTROUTING}" is missing')
-    wanted = {POSTROUTING: _POSTROUTING_RULES}
+    wanted = {POSTROUTING: _postrouting_rules()}
     wanted.update({chain: _subnet_rules(chain_subnet(chain)) for chain in state.chains})
     for chain in sorted(set(rules) | set(wanted), key=str):
         if rules.get(chain, []) != [expr for _text, expr in wanted.get(chain, [])]:
@@ -239,7 +251,7 @@ def render_table(pods: dict[str, tuple[str, str]]) -> list[str]:
     ]
     for subnet in sorted({subnet for subnet, _comment in pods.values()}, key=IPNetwork):
         lines += render_subnet_chain(subnet)
-    lines += [f"add rule {WHERE} {POSTROUTING} {text}" for text, _expr in _POSTROUTING_RULES]
+    lines += [f"add rule {WHERE} {POSTROUTING} {text}" for text, _expr in _postrouting_rules()]
     if pods:
         lines.append(render_add(pods))
     return lines

@@ -223,7 +223,7 @@ class PodNetworks:
                 )
             if not namespace_ok:
                 outcome.actions.append(f"create namespace {netns_path}")
-            for item, _ in add:
+            for item, _address in add:
                 outcome.actions.append(f"add {item.conf.name} ({item.ifname})")
             hostname = hostname or record.get("hostname") or name
             etc_changes = self._etc_files(name, hostname, mode, wanted, dry=True)
@@ -313,7 +313,7 @@ class PodNetworks:
         }
 
     def _apply(self, name, record, pod, keep, drop, add, namespace_ok) -> None:
-        for attachment, _ in reversed(drop):
+        for attachment, _reason in reversed(drop):
             self._detach(pod, attachment)
             record["attachments"].remove(attachment)
         self.store.save(name, record)

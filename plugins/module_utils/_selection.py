@@ -131,7 +131,7 @@ def select(
     """
     if not requested:
         requested = [(DEFAULT, "")]
-    names = [name for name, _ in requested]
+    names = [name for name, _ifname in requested]
     if "host" in names:
         return Selection(mode="host", networks=[])
     if "none" in names:

@@ -20,7 +20,7 @@ description:
     normalised, so formatting and key order do not matter) is left alone.
 version_added: 0.1.0
 author:
-  - podnet.cni maintainers
+  - podnet.cni maintainers (@podnet)
 requirements:
   - netaddr
 options:
@@ -63,6 +63,8 @@ options:
       - File mode of the conf file, as an octal string such as V('0644').
     type: raw
     default: '0644'
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -72,8 +74,10 @@ attributes:
     support: full
     details: The diff is the rendered JSON text of the file before and after.
   idempotent:
+    description: Running it again with the same arguments changes nothing.
     support: full
   platform:
+    support: full
     platforms: posix
 notes:
   - Files are written atomically (a temporary file in the same directory, then a rename), so a
@@ -147,7 +151,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    import netaddr  # noqa: F401 - the module_utils guard their imports
+    # Imported only to report them missing: the module_utils guard their own imports.
+    import netaddr  # noqa: F401  # pylint: disable=unused-import
 
     from ansible_collections.podnet.cni.plugins.module_utils._conf import (
         DEFAULT_CONF_DIR,

@@ -26,19 +26,23 @@ description:
   - Writes C(/etc/netns/<name>/hosts), and C(resolv.conf) when a network's conf gives C(dns),
     so C(ip netns exec <name>) programs see them.
 author:
-  - podnet.cni maintainers
+  - podnet.cni maintainers (@podnet)
 requirements:
   - pyroute2 >= 0.9
   - netaddr >= 1.0
   - nft (or iptables) for masquerade
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
   platform:
+    support: full
     platforms: posix
   idempotent:
+    description: Running it again with the same arguments changes nothing.
     support: full
 options:
   name:
@@ -177,8 +181,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    import netaddr  # noqa: F401 - the module_utils guard their imports
-    import pyroute2  # noqa: F401 - the module_utils guard their imports
+    # Imported only to report them missing: the module_utils guard their own imports.
+    import netaddr  # noqa: F401  # pylint: disable=unused-import
+    import pyroute2  # noqa: F401  # pylint: disable=unused-import
 
     from ansible_collections.podnet.cni.plugins.module_utils._pod import run_module
 

@@ -13,15 +13,18 @@ description:
   - Reads the records that M(podnet.cni.pod_network) saves per pod and checks each against
     the kernel, so a pod whose namespace or interface vanished shows as not C(alive).
 author:
-  - podnet.cni maintainers
+  - podnet.cni maintainers (@podnet)
 requirements:
   - pyroute2 >= 0.9
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 options:
   name:
@@ -71,8 +74,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    import netaddr  # noqa: F401 - the module_utils guard their imports
-    import pyroute2  # noqa: F401 - the module_utils guard their imports
+    # Imported only to report them missing: the module_utils guard their own imports.
+    import netaddr  # noqa: F401  # pylint: disable=unused-import
+    import pyroute2  # noqa: F401  # pylint: disable=unused-import
 
     from ansible_collections.podnet.cni.plugins.module_utils._pod_info import describe_pods
 

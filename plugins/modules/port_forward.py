@@ -15,7 +15,7 @@ description:
     pod itself or its neighbours through a host address (hairpin).
   - The target is the pod's address on the first of its networks with C(ipMasq), else on its
     last network, as rkt chose.
-  - A forward restricted to O(forward[].host_ip) answers on that address only, not on
+  - A forward restricted to a C(host_ip) answers on that address only, not on
     C(127.0.0.1) nor on the host's other addresses.
   - With nftables, forwards live in table C(inet podnet_forward) as map elements tagged with
     the pod, so lookups stay constant as forwards grow and removal needs no mappings. iptables
@@ -24,18 +24,22 @@ description:
     behind its back. V(absent), and M(podnet.cni.pod_network) with V(state=absent), remove
     the rules and restore C(route_localnet) when no other forward needs it.
 author:
-  - podnet.cni maintainers
+  - podnet.cni maintainers (@podnet)
 requirements:
   - nft (or iptables)
   - netaddr >= 1.0
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
   platform:
+    support: full
     platforms: posix
   idempotent:
+    description: Running it again with the same arguments changes nothing.
     support: full
 options:
   pod:
@@ -135,8 +139,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    import netaddr  # noqa: F401 - the module_utils guard their imports
-    import pyroute2  # noqa: F401 - the module_utils guard their imports
+    # Imported only to report them missing: the module_utils guard their own imports.
+    import netaddr  # noqa: F401  # pylint: disable=unused-import
+    import pyroute2  # noqa: F401  # pylint: disable=unused-import
 
     from ansible_collections.podnet.cni.plugins.module_utils._forward import run_module
 

@@ -115,7 +115,7 @@ def ruleset(host) -> str:
 def test_forward_reaches_the_pod_from_outside_host_localhost_neighbour_and_itself(host, backend):
     outside = host.add_outside()
     pod, address = up(host)
-    neighbour, _ = up(host)
+    neighbour, _address = up(host)
     ok(forward(host, pod, ["http:8080"], backend=backend))
 
     assert through(pod, outside, UPLINK, 8080) == OUTSIDE  # the client's own address
@@ -132,7 +132,7 @@ def test_forward_reaches_the_pod_from_outside_host_localhost_neighbour_and_itsel
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_udp_forward_with_a_different_host_port(host, backend):
     outside = host.add_outside()
-    pod, _ = up(host)
+    pod, _address = up(host)
     ok(forward(host, pod, ["dns:5353"], ports=(DNS,), backend=backend))
     assert udp_echo_through(pod, outside, UPLINK, 5353) == OUTSIDE
 
@@ -140,7 +140,7 @@ def test_udp_forward_with_a_different_host_port(host, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_host_ip_forward_answers_only_on_that_address(host, backend):
     outside = host.add_outside()
-    pod, _ = up(host)
+    pod, _address = up(host)
     ok(forward(host, pod, [f"http:{UPLINK}:8080"], backend=backend))
     assert through(pod, outside, UPLINK, 8080) == OUTSIDE
     assert through(pod, host.name, UPLINK, 8080) == UPLINK
@@ -152,8 +152,8 @@ def test_host_ip_forward_answers_only_on_that_address(host, backend):
 def test_teardown_by_absent_or_pod_network_leaves_the_ruleset_as_before(host, backend):
     host.add_outside()
     empty = ruleset(host)
-    pod, _ = up(host)
-    other, _ = up(host)
+    pod, _address = up(host)
+    other, _address = up(host)
     with_pods = ruleset(host)
 
     ok(forward(host, pod, ["http:8080"], backend=backend))
@@ -175,7 +175,7 @@ def test_bridge_pods_reach_each_others_forward_and_their_own(host, backend, tmp_
         json.dump(BRIDGE_CONF, handle)
     outside = host.add_outside()
     web, web_address = up(host, ["lan"])
-    db, _ = up(host, ["lan"])
+    db, _address = up(host, ["lan"])
     ok(forward(host, web, ["http:8080"], backend=backend))
     assert through(web, outside, UPLINK, 8080) == OUTSIDE
     assert through(web, db, UPLINK, 8080) == "10.22.0.1"  # hairpin on the bridge
@@ -188,8 +188,8 @@ def test_bridge_pods_reach_each_others_forward_and_their_own(host, backend, tmp_
 
 
 def test_conflicts_and_bad_input_fail_clearly_and_change_nothing(host):
-    a, _ = up(host)
-    b, _ = up(host)
+    a, _address = up(host)
+    b, _address = up(host)
     ok(forward(host, a, ["http:8080"]))
     before = ruleset(host)
     cases = [
@@ -220,7 +220,7 @@ def test_host_and_none_mode_pods_are_refused(host):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_check_mode_diff_idempotence_and_drift_repair(host, backend):
     outside = host.add_outside()
-    pod, _ = up(host)
+    pod, _address = up(host)
     before = ruleset(host)
     predicted = forward(host, pod, ["http:8080"], backend=backend, check=True, diff=True)
     assert predicted["changed"] is True
@@ -249,10 +249,10 @@ def test_check_mode_diff_idempotence_and_drift_repair(host, backend):
 def test_stale_rules_of_a_forgotten_pod_do_not_steal_the_port(host):
     """C06: rules whose pod record is gone are replaced by the pod that now asks for the port."""
     outside = host.add_outside()
-    old, _ = up(host)
+    old, _address = up(host)
     ok(forward(host, old, ["http:8080"]))
     os.unlink(os.path.join(host.state_dir, "pods", f"{old}.json"))
     sh(["ip", "netns", "del", old])
-    new, _ = up(host)
+    new, _address = up(host)
     ok(forward(host, new, ["http:8080"]))
     assert through(new, outside, UPLINK, 8080) == OUTSIDE

@@ -430,7 +430,7 @@ def test_load_dir_skips_sub_dirs_and_other_suffixes(tmp_path):
     (tmp_path / "dir.conf").mkdir()
     write(tmp_path / "dir.conf", "inner.conf", ptp("inner"))
     write(tmp_path, "real.conf", ptp("real"))
-    confs, _ = load_dir(str(tmp_path))
+    confs, _warnings = load_dir(str(tmp_path))
     assert [c.name for c in confs] == ["real"]
 
 

@@ -65,8 +65,9 @@ def addresses(leases: list[Lease]) -> list[str]:
 
 
 def allocate_one(
-    store: LeaseStore, owner: str, ranges=LAN, ifname: str = "eth0", requested=None
+    store: LeaseStore, owner: str, ranges=None, ifname: str = "eth0", requested=None
 ) -> str:
+    ranges = LAN if ranges is None else ranges
     return str(store.allocate(ranges, owner, ifname, requested)[0].address)
 
 
@@ -563,7 +564,7 @@ def test_processes_allocating_at_once_never_share_an_address(store):
     ]
     for worker in workers:
         worker.start()
-    got = dict(results.get(timeout=60) for _ in workers)
+    got = dict(results.get(timeout=60) for _worker in workers)
     for worker in workers:
         worker.join(timeout=10)
         assert worker.exitcode == 0
@@ -604,7 +605,7 @@ def test_allocation_waits_for_the_lock_held_by_another_tool(store):
     finally:
         os.close(lock_fd)
 
-    out, _ = child.communicate(timeout=30)
+    out, _err = child.communicate(timeout=30)
     assert out.strip() == "10.1.0.3"
     assert store.find("pod-late") == ["10.1.0.3"]
 

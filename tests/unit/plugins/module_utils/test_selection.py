@@ -158,7 +158,7 @@ def test_default_among_the_names_means_no_default_restricted():
 
 def test_default_restricted_named_explicitly_is_not_added_twice():
     selection = select([("default-restricted", ""), ("lan", "")], AVAILABLE)
-    assert [name for name, _, _ in chosen(selection)] == ["lan", "default-restricted"]
+    assert [name for name, _ifname, _args in chosen(selection)] == ["lan", "default-restricted"]
 
 
 def test_all_selects_every_network_including_both_built_ins_in_file_name_order():
@@ -175,7 +175,7 @@ def test_all_selects_every_network_including_both_built_ins_in_file_name_order()
 
 def test_order_is_byte_wise_by_file_name_not_by_request_order():
     selection = select([("bridge0", ""), ("under", ""), ("zed", ""), ("lan", "")], AVAILABLE)
-    assert [(name, ifname) for name, ifname, _ in chosen(selection)] == [
+    assert [(name, ifname) for name, ifname, _args in chosen(selection)] == [
         ("lan", "eth0"),
         ("default-restricted", "eth1"),
         ("zed", "eth2"),
