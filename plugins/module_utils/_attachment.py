@@ -98,6 +98,18 @@ def _route_dst(dst: str) -> str:
     return "0.0.0.0/0" if dst in ("0.0.0.0/0", "default", "0/0") else dst
 
 
+def detach_veth(host: HostSide, pod: PodSide, attachment: dict) -> None:
+    """Undo what every veth type did: both ends, the masquerade, the host sysctls it held."""
+    key = owner(pod.name, attachment["network"])
+    if pod.netlink is not None:
+        pod.netlink.delete(attachment["ifname"])
+    host.netlink.delete(attachment["host_ifname"])
+    if attachment.get("masquerade"):
+        host.nat.remove_masquerade(pod.name, attachment["network"])
+    for sysctl in attachment.get("sysctls", []):
+        host.ledger.release_sysctl(sysctl, key)
+
+
 def pod_side_problems(pod: PodSide, attachment: dict) -> list[str]:
     """Drift on the pod side: the interface, its address, and the routes we put there."""
     if pod.netlink is None:

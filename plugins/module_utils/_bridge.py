@@ -16,6 +16,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     Undo,
     add_routes,
     configure_pod_address,
+    detach_veth,
     has_default_route,
     host_veth_name,
     masquerade_problems,
@@ -132,14 +133,8 @@ def _claim_bridge_address(host: HostSide, conf, bridge: str, cidr: str, undo: Un
 
 def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:
     """Detach; anything already gone is fine (teardown must survive a half-dead pod)."""
+    detach_veth(host, pod, attachment)
     key = owner(pod.name, attachment["network"])
-    if pod.netlink is not None:
-        pod.netlink.delete(attachment["ifname"])
-    host.netlink.delete(attachment["host_ifname"])
-    if attachment.get("masquerade"):
-        host.nat.remove_masquerade(pod.name, attachment["network"])
-    for sysctl in attachment.get("sysctls", []):
-        host.ledger.release_sysctl(sysctl, key)
     host.ledger.release_bridge(attachment["bridge"], key, host.netlink)
 
 

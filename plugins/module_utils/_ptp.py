@@ -16,6 +16,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     Undo,
     add_routes,
     configure_pod_address,
+    detach_veth,
     host_veth_name,
     masquerade_problems,
     owner,
@@ -77,14 +78,7 @@ def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Und
 
 def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:
     """Detach; anything already gone is fine (teardown must survive a half-dead pod)."""
-    key = owner(pod.name, attachment["network"])
-    if pod.netlink is not None:
-        pod.netlink.delete(attachment["ifname"])
-    host.netlink.delete(attachment["host_ifname"])
-    if attachment.get("masquerade"):
-        host.nat.remove_masquerade(pod.name, attachment["network"])
-    for sysctl in attachment.get("sysctls", []):
-        host.ledger.release_sysctl(sysctl, key)
+    detach_veth(host, pod, attachment)
 
 
 def problems(host: HostSide, pod: PodSide, attachment: dict) -> list[str]:
