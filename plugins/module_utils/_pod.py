@@ -17,18 +17,27 @@ import shutil
 import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _forward, _netns, _ptp
+from ansible_collections.podnet.cni.plugins.module_utils import _forward, _netns
 from ansible_collections.podnet.cni.plugins.module_utils._addr import norm_ip
 from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     HostSide,
     PodSide,
     Undo,
 )
-from ansible_collections.podnet.cni.plugins.module_utils._conf import available, host_local_ranges
+from ansible_collections.podnet.cni.plugins.module_utils._conf import available
 from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, PodnetError
-from ansible_collections.podnet.cni.plugins.module_utils._host_local import LeaseStore
 from ansible_collections.podnet.cni.plugins.module_utils._host_state import HostLedger
+from ansible_collections.podnet.cni.plugins.module_utils._ipam import (
+    IPAM_TYPES,
+    ipam_for,
+    ipam_of_attachment,
+)
 from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink
+from ansible_collections.podnet.cni.plugins.module_utils._network_types import (
+    TYPES,
+    owns_ipam,
+    type_for,
+)
 from ansible_collections.podnet.cni.plugins.module_utils._pod_state import PodStore
 from ansible_collections.podnet.cni.plugins.module_utils._selection import (
     parse_cni_args,
@@ -40,8 +49,6 @@ from ansible_collections.podnet.cni.plugins.module_utils._state_files import (
     write_text,
 )
 
-TYPES = {_ptp.NAME: _ptp, _bridge.NAME: _bridge}
-IPAM_TYPES = ("host-local",)
 ETC_NETNS_DIR = "/etc/netns"
 HOST_MODE_WARNING = (
     "pod {pod!r} shares the host's network namespace: it sees every host interface, and "
@@ -70,7 +77,7 @@ class Wanted:
     ifname: str
     args: str
     requested_ips: list[str]
-    data_dir: str
+    ipam: object
     fingerprint: str
 
     def matches(self, attachment: dict) -> bool:
@@ -142,7 +149,8 @@ class PodNetworks:
         for selected in selection.networks:
             conf = selected.conf
             where = f'network "{conf.name}"'
-            if conf.type not in TYPES:
+            kind = type_for(conf.type)
+            if kind is None:
                 raise ConfError(
                     where,
                     "type",
@@ -150,22 +158,25 @@ class PodNetworks:
                     f"type is not supported (supported: {', '.join(sorted(TYPES))})",
                 )
             ipam_type = conf.ipam.get("type")
-            if ipam_type and ipam_type not in IPAM_TYPES:
+            if ipam_type and not owns_ipam(kind) and ipam_type not in IPAM_TYPES:
                 raise ConfError(
                     where,
                     "ipam.type",
                     ipam_type,
                     f"IPAM type is not supported (supported: {', '.join(IPAM_TYPES)})",
                 )
-            if ipam_type:
-                host_local_ranges(conf.ipam, where)
+            ipam = (
+                None if owns_ipam(kind) else ipam_for(conf.name, conf.ipam, self.settings.data_dir)
+            )
+            if ipam is not None:
+                ipam.validate()
             wanted.append(
                 Wanted(
                     conf=conf,
                     ifname=selected.ifname,
                     args=selected.args,
                     requested_ips=_requested_ips(where, selected.args),
-                    data_dir=conf.ipam.get("dataDir") or self.settings.data_dir,
+                    ipam=ipam,
                     fingerprint=fingerprint(conf),
                 )
             )
@@ -286,24 +297,20 @@ class PodNetworks:
         return keep, drop, add
 
     def _problems(self, pod: PodSide, attachment: dict) -> list[str]:
-        kind = TYPES.get(attachment.get("type"))
+        kind = type_for(attachment.get("type"))
         if kind is None:
             return [f"unknown type {attachment.get('type')}"]
         found = kind.problems(self.host, pod, attachment)
-        if attachment.get("address"):
-            lease = LeaseStore(attachment["data_dir"], attachment["network"])
+        ipam = ipam_of_attachment(attachment)
+        if ipam is not None and attachment.get("address"):
             address = attachment["address"].split("/")[0]
-            if address not in lease.find(pod.name, attachment["ifname"]):
+            if not ipam.holds(pod.name, attachment["ifname"], address):
                 found.append(f"lease for {address} is missing")
         return found
 
     def _predict(self, name: str, item: Wanted, address: str | None) -> dict:
         requested = [address] if address else item.requested_ips
-        leases = []
-        if item.conf.ipam.get("type"):
-            ranges = host_local_ranges(item.conf.ipam, f'network "{item.conf.name}"')
-            store = LeaseStore(item.data_dir, item.conf.name)
-            leases = store.predict(ranges, name, item.ifname, requested or None)
+        leases = item.ipam.predict(name, item.ifname, requested) if item.ipam else []
         return {
             "network": item.conf.name,
             "type": item.conf.type,
@@ -359,32 +366,30 @@ class PodNetworks:
     def _attach(self, pod: PodSide, item: Wanted, address: str | None, undo: Undo) -> dict:
         conf = item.conf
         leases = []
-        if conf.ipam.get("type"):
-            ranges = host_local_ranges(conf.ipam, f'network "{conf.name}"')
-            store = LeaseStore(item.data_dir, conf.name)
+        if item.ipam is not None:
             requested = [address] if address else item.requested_ips
-            leases = store.allocate(ranges, pod.name, item.ifname, requested or None)
-            undo.push(store.release, pod.name, item.ifname)
+            leases = item.ipam.allocate(pod.name, item.ifname, requested)
+            undo.push(item.ipam.release, pod.name, item.ifname)
         attachment = {
             "network": conf.name,
             "type": conf.type,
             "ifname": item.ifname,
             "args": item.args,
             "fingerprint": item.fingerprint,
-            "data_dir": item.data_dir,
             "dns": conf.dns or {},
+            **(item.ipam.saved() if item.ipam is not None else {}),
         }
-        attachment.update(TYPES[conf.type].add(self.host, pod, conf, item.ifname, leases, undo))
+        kind = type_for(conf.type)
+        attachment.update(kind.add(self.host, pod, conf, item.ifname, leases, undo))
         return attachment
 
     def _detach(self, pod: PodSide, attachment: dict) -> None:
-        kind = TYPES.get(attachment.get("type"))
+        kind = type_for(attachment.get("type"))
         if kind is not None:
             kind.remove(self.host, pod, attachment)
-        if attachment.get("data_dir"):
-            LeaseStore(attachment["data_dir"], attachment["network"]).release(
-                pod.name, attachment["ifname"]
-            )
+        ipam = ipam_of_attachment(attachment)
+        if ipam is not None:
+            ipam.release(pod.name, attachment["ifname"])
 
     # absent
 

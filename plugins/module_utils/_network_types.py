@@ -1,0 +1,23 @@
+# Copyright: podnet.cni contributors
+# Apache License 2.0 (see LICENSE)
+"""The network types podnet.cni implements itself, by the conf's `type`.
+
+Each type module offers NAME, add(host, pod, conf, ifname, leases, undo) -> dict,
+remove(host, pod, attachment) and problems(host, pod, attachment) -> list[str]; one whose
+plugin does its own address management sets OWN_IPAM = True and gets no leases.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _ptp
+
+TYPES = {kind.NAME: kind for kind in (_ptp, _bridge)}
+
+
+def type_for(name: str | None):
+    """The module implementing a network type, or None."""
+    return TYPES.get(name or "")
+
+
+def owns_ipam(kind) -> bool:
+    return bool(getattr(kind, "OWN_IPAM", False))
