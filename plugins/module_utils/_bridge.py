@@ -34,7 +34,9 @@ def bridge_name(conf) -> str:
     return conf.conf.get("bridge") or DEFAULT_BRIDGE
 
 
-def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Undo) -> dict:
+def add(
+    host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Undo, args: str = ""
+) -> dict:
     """Attach the pod; every step pushes its undo so a later failure leaves nothing behind."""
     bridge = bridge_name(conf)
     key = owner(pod.name, conf.name)

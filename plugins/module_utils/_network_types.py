@@ -2,7 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 """The network types podnet.cni implements itself, by the conf's `type`.
 
-Each type module offers NAME, add(host, pod, conf, ifname, leases, undo) -> dict,
+Each type module offers NAME, add(host, pod, conf, ifname, leases, undo, args="") -> dict,
 remove(host, pod, attachment) and problems(host, pod, attachment) -> list[str]; one whose
 plugin does its own address management sets OWN_IPAM = True and gets no leases.
 """

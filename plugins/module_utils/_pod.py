@@ -380,7 +380,7 @@ class PodNetworks:
             **(item.ipam.saved() if item.ipam is not None else {}),
         }
         kind = type_for(conf.type)
-        attachment.update(kind.add(self.host, pod, conf, item.ifname, leases, undo))
+        attachment.update(kind.add(self.host, pod, conf, item.ifname, leases, undo, args=item.args))
         return attachment
 
     def _detach(self, pod: PodSide, attachment: dict) -> None:

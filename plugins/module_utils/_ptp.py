@@ -29,7 +29,9 @@ from ansible_collections.podnet.cni.plugins.module_utils._links import RT_SCOPE_
 NAME = "ptp"
 
 
-def add(host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Undo) -> dict:
+def add(
+    host: HostSide, pod: PodSide, conf, ifname: str, leases: list, undo: Undo, args: str = ""
+) -> dict:
     """Attach the pod; every step pushes its undo so a later failure leaves nothing behind."""
     if not leases:
         raise ConfError(
