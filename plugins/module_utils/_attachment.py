@@ -15,6 +15,16 @@ from ansible_collections.podnet.cni.plugins.module_utils._host_state import Host
 from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink
 
 IP_FORWARD = "net/ipv4/ip_forward"
+IP6_FORWARD = "net/ipv6/conf/all/forwarding"
+
+
+def forwarding_sysctl(version: int) -> str:
+    """The host sysctl that lets a family's pod traffic through the host."""
+    return IP_FORWARD if version == 4 else IP6_FORWARD
+
+
+def host_prefix(version: int) -> int:
+    return 32 if version == 4 else 128
 
 
 @dataclass
@@ -25,6 +35,7 @@ class HostSide:
     ledger: HostLedger
     nat_prefer: str = "auto"
     _nat: object = field(default=None, repr=False)
+    plugin_dirs: list[str] = field(default_factory=list)  # where CNI plugin binaries are
 
     @property
     def nat(self):
@@ -70,32 +81,51 @@ def configure_pod_address(
 
 
 def add_routes(
-    pod: Netlink, ifname: str, routes: list[dict], gateway: str | None
+    pod: Netlink, ifname: str, routes: list[dict], gateway: str | dict[int, str] | None
 ) -> tuple[list[dict], list[dict]]:
-    """IPAM routes, each via its own gw, else via the network's gateway.
+    """IPAM routes, each via its own gw, else via the network's gateway of that family.
 
+    gateway is one address, or {4: v4 gateway, 6: v6 gateway} for a dual-stack attachment;
+    a route of a family the attachment has no gateway for is skipped.
     Returns (installed, shadowed): a route whose destination another interface of the pod
     already serves (an earlier network's default route, say) is left to that one.
     """
     installed, shadowed = [], []
     for route in routes:
-        dst = _route_dst(route["dst"])
-        via = route.get("gw") or gateway
+        dst, version = _route_dst(route["dst"])
+        via = route.get("gw") or (gateway.get(version) if isinstance(gateway, dict) else gateway)
+        if isinstance(gateway, dict) and version not in gateway and not route.get("gw"):
+            continue
         if pod.add_route(dst, ifname, gateway=via):
             installed.append(route)
             continue
-        shown = "default" if dst == "0.0.0.0/0" else dst
-        ours = any(r["dst"] == shown and r["gateway"] == via for r in pod.routes(ifname))
+        family = 2 if version == 4 else 10
+        shown = _shown(dst)
+        ours = any(r["dst"] == shown and r["gateway"] == via for r in pod.routes(ifname, family))
         (installed if ours else shadowed).append(route)
     return installed, shadowed
 
 
-def has_default_route(routes: list[dict]) -> bool:
-    return any(_route_dst(route["dst"]) == "0.0.0.0/0" for route in routes)
+def has_default_route(routes: list[dict], version: int = 4) -> bool:
+    return any(_route_dst(route["dst"]) == _route_dst(_DEFAULTS[version]) for route in routes)
 
 
-def _route_dst(dst: str) -> str:
-    return "0.0.0.0/0" if dst in ("0.0.0.0/0", "default", "0/0") else dst
+_DEFAULTS = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def _route_dst(dst: str) -> tuple[str, int]:
+    """Canonical destination text and its family (4 or 6)."""
+    if dst in ("default", "0/0"):
+        return "0.0.0.0/0", 4
+    from netaddr import IPNetwork
+
+    net = IPNetwork(dst)
+    return str(net.cidr), net.version
+
+
+def _shown(dst: str) -> str:
+    """How the kernel (and Netlink.routes) names a destination."""
+    return "default" if dst in _DEFAULTS.values() else dst
 
 
 def detach_veth(host: HostSide, pod: PodSide, attachment: dict) -> None:
@@ -121,12 +151,15 @@ def pod_side_problems(pod: PodSide, attachment: dict) -> list[str]:
     problems = []
     if not link["up"]:
         problems.append(f'interface "{ifname}" is down')
-    if attachment.get("address") and attachment["address"] not in pod.netlink.addresses(ifname, 2):
-        problems.append(f'address {attachment["address"]} is missing on "{ifname}"')
-    present = {route["dst"] for route in pod.netlink.routes(ifname)}
+    present = set(pod.netlink.addresses(ifname))
+    wanted = attachment.get("addresses") or [attachment.get("address")]
+    for address in filter(None, wanted):
+        if address not in present:
+            problems.append(f'address {address} is missing on "{ifname}"')
+    routes = {r["dst"] for f in (2, 10) for r in pod.netlink.routes(ifname, f)}
     for route in attachment.get("routes", []):
-        dst = _route_dst(route["dst"])
-        if (dst if dst != "0.0.0.0/0" else "default") not in present:
+        dst, _version = _route_dst(route["dst"])
+        if _shown(dst) not in routes:
             problems.append(f'route {dst} is missing on "{ifname}"')
     return problems
 

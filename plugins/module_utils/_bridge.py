@@ -10,13 +10,13 @@ gateway address podnet put on someone else's bridge is taken off again.
 from __future__ import annotations
 
 from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
-    IP_FORWARD,
     HostSide,
     PodSide,
     Undo,
     add_routes,
     configure_pod_address,
     detach_veth,
+    forwarding_sysctl,
     has_default_route,
     host_veth_name,
     masquerade_problems,
@@ -75,49 +75,63 @@ def add(
         record["mac"] = pod.netlink.link(ifname)["mac"]
         return record
 
-    lease = leases[0]
-    address, gateway = str(lease.address), str(lease.gateway)
-    network = subnet_of(lease)
-    configure_pod_address(pod.netlink, ifname, address, lease.prefixlen)
+    gateways: dict[int, str] = {}
+    for lease in leases:
+        configure_pod_address(pod.netlink, ifname, str(lease.address), lease.prefixlen)
+        gateways.setdefault(lease.address.version, str(lease.gateway))
     routes = list(conf.ipam.get("routes", []))
     # An IPAM default route without a gw already means "via the gateway" (bugs.md C12):
     # adding a second one would fail with "file exists".
-    if is_default_gw and not has_default_route(routes):
-        routes.append({"dst": "0.0.0.0/0"})
-    routes, shadowed = add_routes(pod.netlink, ifname, routes, gateway)
+    if is_default_gw:
+        for version in gateways:
+            if not has_default_route(routes, version):
+                routes.append({"dst": "0.0.0.0/0" if version == 4 else "::/0"})
+    routes, shadowed = add_routes(pod.netlink, ifname, routes, gateways)
 
     if is_gateway:
-        gateway_cidr = f"{gateway}/{lease.prefixlen}"
-        _claim_bridge_address(host, conf, bridge, gateway_cidr, undo)
-        record["bridge_address"] = gateway_cidr
-        host.ledger.acquire_sysctl(IP_FORWARD, "1", key)
-        undo.push(host.ledger.release_sysctl, IP_FORWARD, key)
-        record["sysctls"] = [IP_FORWARD]
+        for lease in leases:
+            # A link-local IPv6 gateway (rkt's example: fe80::1) sits outside the subnet.
+            prefixlen = 64 if lease.gateway.is_link_local() else lease.prefixlen
+            cidr = f"{lease.gateway}/{prefixlen}"
+            _claim_bridge_address(host, conf, bridge, cidr)
+            record.setdefault("bridge_addresses", []).append(cidr)
+        record["bridge_address"] = record["bridge_addresses"][0]
+        record["sysctls"] = sorted({forwarding_sysctl(version) for version in gateways})
+        for sysctl in record["sysctls"]:
+            host.ledger.acquire_sysctl(sysctl, "1", key)
+            undo.push(host.ledger.release_sysctl, sysctl, key)
 
-    if conf.ip_masq:
-        host.nat.ensure_masquerade(pod.name, conf.name, address, network)
+    # Masquerade is IPv4's answer to private pod addresses; IPv6 pods are routed as they are.
+    first = next((lease for lease in leases if lease.address.version == 4), None)
+    masquerade = bool(conf.ip_masq and first)
+    if masquerade:
+        host.nat.ensure_masquerade(pod.name, conf.name, str(first.address), subnet_of(first))
         undo.push(host.nat.remove_masquerade, pod.name, conf.name)
 
+    main = first or leases[0]
     record.update(
         {
-            "address": f"{address}/{lease.prefixlen}",
-            "gateway": gateway,
-            "subnet": network,
+            "address": main.cidr,
+            "addresses": [lease.cidr for lease in leases],
+            "gateway": str(main.gateway),
+            "gateways": [str(lease.gateway) for lease in leases],
+            "subnet": subnet_of(main),
             "mac": pod.netlink.link(ifname)["mac"],
             "routes": routes,
             "shadowed_routes": shadowed,
-            "masquerade": conf.ip_masq,
+            "masquerade": masquerade,
         }
     )
     return record
 
 
-def _claim_bridge_address(host: HostSide, conf, bridge: str, cidr: str, undo: Undo) -> None:
-    """Put the gateway on the bridge; another IPv4 address there is an error (as CNI's)."""
-    present = host.netlink.addresses(bridge, 2)
+def _claim_bridge_address(host: HostSide, conf, bridge: str, cidr: str) -> None:
+    """Put a gateway on the bridge; another IPv4 address there is an error (as CNI's)."""
+    version = 6 if ":" in cidr else 4
+    present = host.netlink.addresses(bridge, 2 if version == 4 else 10)
     if cidr in present:
         return
-    others = [other for other in present if other != cidr]
+    others = [other for other in present if other != cidr] if version == 4 else []
     if others and not conf.conf.get("forceAddress"):
         raise NetlinkError(
             f'network "{conf.name}": bridge "{bridge}" already has an IP address '
@@ -128,9 +142,9 @@ def _claim_bridge_address(host: HostSide, conf, bridge: str, cidr: str, undo: Un
         host.netlink.del_address(bridge, ip, int(prefixlen))
     ip, prefixlen = cidr.split("/")
     host.netlink.add_address(bridge, ip, int(prefixlen))
-    host.ledger.entries["bridges"][bridge].setdefault("addresses", [])
-    if cidr not in host.ledger.entries["bridges"][bridge]["addresses"]:
-        host.ledger.entries["bridges"][bridge]["addresses"].append(cidr)
+    added = host.ledger.entries["bridges"][bridge].setdefault("addresses", [])
+    if cidr not in added:
+        added.append(cidr)
 
 
 def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:
@@ -149,7 +163,9 @@ def problems(host: HostSide, pod: PodSide, attachment: dict) -> list[str]:
         found.append(f'bridge "{bridge}" is missing')
     elif link is None or link["master"] != bridge_link["index"]:
         found.append(f'host interface "{attachment["host_ifname"]}" is not on bridge "{bridge}"')
-    cidr = attachment.get("bridge_address")
-    if bridge_link is not None and cidr and cidr not in host.netlink.addresses(bridge, 2):
-        found.append(f"gateway {cidr} is missing on bridge {bridge}")
+    wanted = attachment.get("bridge_addresses") or [attachment.get("bridge_address")]
+    present = host.netlink.addresses(bridge) if bridge_link is not None else []
+    for cidr in filter(None, wanted):
+        if bridge_link is not None and cidr not in present:
+            found.append(f"gateway {cidr} is missing on bridge {bridge}")
     return found + masquerade_problems(host, pod.name, attachment)

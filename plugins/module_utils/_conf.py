@@ -568,6 +568,16 @@ def _check_range_set(members: list[Range], where: str, here: str) -> None:
                 raise ConfError(where, f"{here}[{i}]", str(one), f"overlaps range {other}")
 
 
+def _link_local_gateway(entry: dict, subnet, where: str, path: str) -> IPAddress | None:
+    """An IPv6 gateway may be link-local (rkt's own example uses fe80::1) outside the subnet."""
+    if "gateway" not in entry or subnet.version != 6:
+        return None
+    address = _address(entry["gateway"], where, f"{path}.gateway")
+    if address.version == 6 and address.is_link_local():
+        return address
+    return None
+
+
 def _range(entry: dict, where: str, path: str) -> Range:
     if "subnet" not in entry:
         raise ConfError(where, f"{path}.subnet", None, "is required (a CIDR like 10.1.0.0/24)")
@@ -602,7 +612,7 @@ def _range(entry: dict, where: str, path: str) -> Range:
 
     start = explicit("rangeStart")
     end = explicit("rangeEnd")
-    gateway = explicit("gateway")
+    gateway = _link_local_gateway(entry, subnet, where, path) or explicit("gateway")
     last = end if end is not None else last_host
     if start is not None and start > last:
         which = "rangeEnd" if end is not None else "the default rangeEnd"

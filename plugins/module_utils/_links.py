@@ -29,6 +29,9 @@ RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 RT_TABLE_MAIN = 254
 IFA_F_NOPREFIXROUTE = 0x200
+IFA_F_NODAD = 0x02
+AF_INET = 2
+AF_INET6 = 10
 
 
 def _explain(what: str, exc: Exception) -> NetlinkError:
@@ -162,7 +165,10 @@ class Netlink:
 
         prefix_route=False keeps the kernel from adding the connected subnet route.
         """
-        extra = {} if prefix_route else {"flags": IFA_F_NOPREFIXROUTE}
+        flags = 0 if prefix_route else IFA_F_NOPREFIXROUTE
+        if ":" in address:
+            flags |= IFA_F_NODAD  # usable at once: the address is ours by lease, not by chance
+        extra = {"flags": flags} if flags else {}
         try:
             self._ipr.addr(
                 "add",

@@ -24,11 +24,14 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     PodSide,
     Undo,
 )
+from ansible_collections.podnet.cni.plugins.module_utils._cni_plugin import (
+    drain_warnings,
+    search_dirs,
+)
 from ansible_collections.podnet.cni.plugins.module_utils._conf import available
 from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, PodnetError
 from ansible_collections.podnet.cni.plugins.module_utils._host_state import HostLedger
 from ansible_collections.podnet.cni.plugins.module_utils._ipam import (
-    IPAM_TYPES,
     ipam_for,
     ipam_of_attachment,
 )
@@ -67,6 +70,7 @@ class Settings:
     add_default_restricted: bool = True
     nat_backend: str = "auto"
     check_mode: bool = False
+    plugin_dirs: list[str] | None = None  # None: the conf dir, then the system plugin dirs
 
 
 @dataclass
@@ -122,7 +126,12 @@ def summary(record: dict | None) -> dict:
 def interfaces(record: dict | None) -> list[dict]:
     """What the module returns per attachment."""
     keys = ("network", "type", "ifname", "address", "gateway", "mac", "host_ifname")
-    return [{key: a.get(key) for key in keys} for a in (record or {}).get("attachments", [])]
+    found = []
+    for attachment in (record or {}).get("attachments", []):
+        interface = {key: attachment.get(key) for key in keys}
+        interface["addresses"] = attachment.get("addresses") or [attachment.get("address")]
+        found.append(interface)
+    return found
 
 
 class PodNetworks:
@@ -134,6 +143,7 @@ class PodNetworks:
         self.host_netlink = Netlink()
         self.ledger = HostLedger(settings.state_dir)
         self.host = HostSide(self.host_netlink, self.ledger, settings.nat_backend)
+        self.host.plugin_dirs = search_dirs(settings.conf_dir, settings.plugin_dirs)
         self.warnings: list[str] = []
 
     def close(self) -> None:
@@ -157,19 +167,25 @@ class PodNetworks:
                     conf.type,
                     f"type is not supported (supported: {', '.join(sorted(TYPES))})",
                 )
-            ipam_type = conf.ipam.get("type")
-            if ipam_type and not owns_ipam(kind) and ipam_type not in IPAM_TYPES:
-                raise ConfError(
-                    where,
-                    "ipam.type",
-                    ipam_type,
-                    f"IPAM type is not supported (supported: {', '.join(IPAM_TYPES)})",
+            if hasattr(kind, "ipam_for"):  # a meta type (flannel) derives the IPAM it uses
+                ipam = kind.ipam_for(conf, self.settings.data_dir)
+            else:
+                ipam = (
+                    None
+                    if owns_ipam(kind)
+                    else ipam_for(
+                        conf.name,
+                        conf.ipam,
+                        self.settings.data_dir,
+                        conf,
+                        self.host.plugin_dirs,
+                        selected.args,
+                    )
                 )
-            ipam = (
-                None if owns_ipam(kind) else ipam_for(conf.name, conf.ipam, self.settings.data_dir)
-            )
             if ipam is not None:
                 ipam.validate()
+            if hasattr(kind, "check"):  # what only the host can tell: a master, kernel support
+                kind.check(self.host, conf)
             wanted.append(
                 Wanted(
                     conf=conf,
@@ -511,6 +527,7 @@ def run_module(module) -> None:
         add_default_restricted=params["add_default_restricted"],
         nat_backend=params["nat_backend"],
         check_mode=module.check_mode,
+        plugin_dirs=params.get("plugin_dirs"),
     )
     requests = params["pods"] or [
         {
@@ -531,7 +548,7 @@ def run_module(module) -> None:
                 )
             else:
                 outcome = networks.absent(name)
-            for warning in outcome.warnings:
+            for warning in outcome.warnings + drain_warnings():
                 module.warn(warning)
             changed |= outcome.changed
             actions += outcome.actions

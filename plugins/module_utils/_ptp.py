@@ -10,13 +10,14 @@ the firewall sees them), and a pod cannot spoof a neighbour's address on a share
 from __future__ import annotations
 
 from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
-    IP_FORWARD,
     HostSide,
     PodSide,
     Undo,
     add_routes,
     configure_pod_address,
     detach_veth,
+    forwarding_sysctl,
+    host_prefix,
     host_veth_name,
     masquerade_problems,
     owner,
@@ -37,44 +38,52 @@ def add(
         raise ConfError(
             f'network "{conf.name}"', "ipam", None, "ptp needs an IPAM that gives an address"
         )
-    lease = leases[0]
-    address, gateway = str(lease.address), str(lease.gateway)
-    network = subnet_of(lease)
     key = owner(pod.name, conf.name)
-
-    host.ledger.acquire_sysctl(IP_FORWARD, "1", key)
-    undo.push(host.ledger.release_sysctl, IP_FORWARD, key)
+    sysctls = sorted({forwarding_sysctl(lease.address.version) for lease in leases})
+    for sysctl in sysctls:
+        host.ledger.acquire_sysctl(sysctl, "1", key)
+        undo.push(host.ledger.release_sysctl, sysctl, key)
 
     host_ifname = host_veth_name(pod.name, ifname)
     host.netlink.delete(host_ifname)  # a leftover of a crashed run for this very attachment
     host.netlink.add_veth(host_ifname, ifname, pod.netns, conf.mtu)
     undo.push(host.netlink.delete, host_ifname)
+    host.netlink.set_up(host_ifname)
 
     # No connected route: it would send neighbours straight out of eth0. The subnet goes via
     # the gateway instead, so all pod traffic passes through the host.
-    configure_pod_address(pod.netlink, ifname, address, lease.prefixlen, prefix_route=False)
-    pod.netlink.add_route(f"{gateway}/32", ifname, scope=RT_SCOPE_LINK, src=address)
-    pod.netlink.add_route(network, ifname, gateway=gateway, src=address)
-    routes, shadowed = add_routes(pod.netlink, ifname, conf.ipam.get("routes", []), gateway)
+    gateways = {}
+    for lease in leases:
+        address, gateway = str(lease.address), str(lease.gateway)
+        single = host_prefix(lease.address.version)
+        gateways.setdefault(lease.address.version, gateway)
+        configure_pod_address(pod.netlink, ifname, address, lease.prefixlen, prefix_route=False)
+        pod.netlink.add_route(f"{gateway}/{single}", ifname, scope=RT_SCOPE_LINK, src=address)
+        pod.netlink.add_route(subnet_of(lease), ifname, gateway=gateway, src=address)
+        host.netlink.add_address(host_ifname, gateway, single)
+        host.netlink.add_route(f"{address}/{single}", host_ifname, scope=RT_SCOPE_LINK)
+    routes, shadowed = add_routes(pod.netlink, ifname, conf.ipam.get("routes", []), gateways)
 
-    host.netlink.set_up(host_ifname)
-    host.netlink.add_address(host_ifname, gateway, 32)
-    host.netlink.add_route(f"{address}/32", host_ifname, scope=RT_SCOPE_LINK)
-
-    if conf.ip_masq:
-        host.nat.ensure_masquerade(pod.name, conf.name, address, network)
+    # Masquerade is IPv4's answer to private pod addresses; IPv6 pods are routed as they are.
+    first = next((lease for lease in leases if lease.address.version == 4), None)
+    masquerade = bool(conf.ip_masq and first)
+    if masquerade:
+        host.nat.ensure_masquerade(pod.name, conf.name, str(first.address), subnet_of(first))
         undo.push(host.nat.remove_masquerade, pod.name, conf.name)
 
+    main = first or leases[0]
     return {
-        "address": f"{address}/{lease.prefixlen}",
-        "gateway": gateway,
-        "subnet": network,
+        "address": main.cidr,
+        "addresses": [lease.cidr for lease in leases],
+        "gateway": str(main.gateway),
+        "gateways": [str(lease.gateway) for lease in leases],
+        "subnet": subnet_of(main),
         "host_ifname": host_ifname,
         "mac": pod.netlink.link(ifname)["mac"],
         "routes": routes,
         "shadowed_routes": shadowed,
-        "masquerade": conf.ip_masq,
-        "sysctls": [IP_FORWARD],
+        "masquerade": masquerade,
+        "sysctls": sysctls,
     }
 
 
@@ -89,6 +98,10 @@ def problems(host: HostSide, pod: PodSide, attachment: dict) -> list[str]:
     link = host.netlink.link(host_ifname)
     if link is None:
         found.append(f'host interface "{host_ifname}" is missing')
-    elif f"{attachment['gateway']}/32" not in host.netlink.addresses(host_ifname, 2):
-        found.append(f'gateway {attachment["gateway"]} is missing on "{host_ifname}"')
+    else:
+        present = host.netlink.addresses(host_ifname)
+        for gateway in attachment.get("gateways") or [attachment["gateway"]]:
+            single = host_prefix(6 if ":" in gateway else 4)
+            if f"{gateway}/{single}" not in present:
+                found.append(f'gateway {gateway} is missing on "{host_ifname}"')
     return found + masquerade_problems(host, pod.name, attachment)

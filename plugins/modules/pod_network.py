@@ -106,11 +106,30 @@ options:
     type: str
     choices: [auto, nftables, iptables]
     default: auto
+  plugin_dirs:
+    description:
+      - Where a conf's C(type) (or C(ipam.type)) that podnet.cni does not implement is looked
+        up as a CNI plugin binary, first match wins. The same list is the plugin's C(CNI_PATH).
+      - Omitted means O(conf_dir), C(/usr/lib/rkt/plugins/net), C(/opt/cni/bin),
+        C(/usr/lib/cni).
+    type: list
+    elements: path
 notes:
   - Run it on the host whose pods it manages, as root.
   - Host mode warns that abstract unix sockets (X11, D-Bus) are shared with the host.
   - Types supported so far are ptp and bridge with host-local IPAM; others fail clearly
     before anything changes.
+  - Any other C(type) or C(ipam.type) runs as a third-party CNI plugin binary found in
+    O(plugin_dirs), the way rkt ran it - the conf file's bytes on stdin, C(CNI_CONTAINERID) set
+    to the pod name. A plugin that is not found fails before anything changes. A plugin that
+    fails or prints no CNI result gives its own message, and its DEL is run at once.
+    DEL errors at teardown are warnings.
+  - Check mode runs no plugin, so it cannot predict a third-party plugin's address. When the
+    conf's C(cniVersion) is 0.4.0 or later, a re-run asks the plugin (CNI CHECK) whether the
+    attachment is intact. Otherwise it only checks that the pod's interface and addresses are
+    there.
+  - A third-party IPAM plugin is told C(/run/netns/<name>) as C(CNI_NETNS), even when
+    O(netns) names another namespace. Its leases are not checked on a re-run.
 """
 
 EXAMPLES = r"""
@@ -151,7 +170,10 @@ mode:
   type: str
   sample: contained
 interfaces:
-  description: One entry per network the pod is on, in order.
+  description:
+    - One entry per network the pod is on, in order.
+    - C(address) is the first IPv4 address (else the first one), C(addresses) every address
+      the network's IPAM gave (one per range set, so IPv4 and IPv6 for a dual-stack network).
   returned: state=present and O(name) given
   type: list
   elements: dict
@@ -160,6 +182,7 @@ interfaces:
       type: ptp
       ifname: eth0
       address: 172.16.28.2/24
+      addresses: [172.16.28.2/24, "fd00:28::2/64"]
       gateway: 172.16.28.1
       mac: 6a:1f:0c:22:91:3e
       host_ifname: veth1b2c3d4e
@@ -206,6 +229,7 @@ def main() -> None:
             "data_dir": {"type": "path", "default": "/var/lib/cni/networks"},
             "state_dir": {"type": "path", "default": "/var/lib/podnet"},
             "etc_netns_dir": {"type": "path", "default": "/etc/netns"},
+            "plugin_dirs": {"type": "list", "elements": "path"},
             "nat_backend": {
                 "type": "str",
                 "choices": ["auto", "nftables", "iptables"],
