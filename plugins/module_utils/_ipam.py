@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ansible_collections.podnet.cni.plugins.module_utils._conf import host_local_ranges
 from ansible_collections.podnet.cni.plugins.module_utils._host_local import LeaseStore
+from ansible_collections.podnet.cni.plugins.module_utils._plugin_ipam import PluginIpam
 
 
 class HostLocal:
@@ -49,17 +50,24 @@ class HostLocal:
 IPAM_TYPES = {HostLocal.name: HostLocal}
 
 
-def ipam_for(network: str, ipam: dict, data_dir: str):
-    """The IPAM of a conf, or None when the conf has no ipam.type (an L2-only network)."""
+def ipam_for(network: str, ipam: dict, data_dir: str, conf=None, plugin_dirs=(), args=""):
+    """The IPAM of a conf, or None when the conf has no ipam.type (an L2-only network).
+
+    A type not built in is a CNI plugin binary, run with the conf and the attachment's args.
+    """
     kind = ipam.get("type")
     if not kind:
         return None
+    if kind not in IPAM_TYPES:
+        return PluginIpam(network, ipam, data_dir, conf, plugin_dirs, args)
     return IPAM_TYPES[kind](network, ipam, data_dir)
 
 
 def ipam_of_attachment(attachment: dict):
     """The IPAM that served a saved attachment, rebuilt from what the attachment kept."""
     kind = attachment.get("ipam_type") or ("host-local" if attachment.get("data_dir") else None)
+    if kind == PluginIpam.name:
+        return PluginIpam.from_attachment(attachment)
     if kind not in IPAM_TYPES:
         return None
     return IPAM_TYPES[kind](attachment["network"], {}, attachment["data_dir"])

@@ -9,14 +9,16 @@ plugin does its own address management sets OWN_IPAM = True and gets no leases.
 
 from __future__ import annotations
 
-from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _ptp
+from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _plugin_type, _ptp
 
 TYPES = {kind.NAME: kind for kind in (_ptp, _bridge)}
 
 
 def type_for(name: str | None):
-    """The module implementing a network type, or None."""
-    return TYPES.get(name or "")
+    """The module implementing a network type; any other name is a CNI plugin binary's."""
+    if not name:
+        return None
+    return TYPES.get(name, _plugin_type)
 
 
 def owns_ipam(kind) -> bool:
