@@ -89,6 +89,68 @@ class Nat(Protocol):
     def forwards(self) -> list[PortForward]: ...
 
 
+class NatBackend:
+    """The change flow both backends share: lock, read, plan, apply only when the plan is not
+    empty. A backend supplies the planners (its lines for a change, [] when the kernel already
+    holds it), the listings and the one-transaction apply; every call acts on the calling
+    thread's network namespace."""
+
+    name = ""
+
+    def ensure_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool:
+        address, subnet = masquerade_target(address, subnet)
+        what = f'masquerade {address} for pod "{pod}" on network "{network}"'
+        return self._change(what, self._plan_masquerade, pod, network, address, subnet)
+
+    def has_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool:
+        address, subnet = masquerade_target(address, subnet)
+        return not self._plan_masquerade(pod, network, address, subnet)
+
+    def remove_masquerade(self, pod: str, network: str | None = None) -> bool:
+        on = f' on network "{network}"' if network else ""
+        what = f'remove the masquerade of pod "{pod}"{on}'
+        return self._change(what, self._plan_unmasquerade, pod, network)
+
+    def ensure_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
+        forwards = [check_forward(f) for f in forwards]
+        return self._change(f'port forwards of pod "{pod}"', self._plan_forwards, pod, forwards)
+
+    def has_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
+        forwards = [check_forward(f) for f in forwards]
+        return not self._plan_forwards(pod, forwards)
+
+    def remove_forwards(self, pod: str) -> bool:
+        what = f'remove the port forwards of pod "{pod}"'
+        return self._change(what, self._plan_forwards, pod, [])
+
+    def _change(self, what: str, planner, *args) -> bool:
+        # Read and plan under the lock, so no other run changes the rules in between.
+        with nat_lock():
+            lines = planner(*args)
+            if not lines:
+                return False
+            self._apply(lines, what)
+        return True
+
+    def masquerades(self) -> list[Masquerade]:
+        raise NotImplementedError
+
+    def forwards(self) -> list[PortForward]:
+        raise NotImplementedError
+
+    def _plan_masquerade(self, pod: str, network: str, address: str, subnet: str) -> list[str]:
+        raise NotImplementedError
+
+    def _plan_unmasquerade(self, pod: str, network: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def _plan_forwards(self, pod: str, forwards: list[PortForward]) -> list[str]:
+        raise NotImplementedError
+
+    def _apply(self, lines: list[str], what: str) -> None:
+        raise NotImplementedError
+
+
 def nat_backend(prefer: str = "auto") -> Nat:
     """The backend to use: "auto" takes nftables when `nft` works, else iptables."""
     if prefer not in ("auto", *BACKENDS):

@@ -43,11 +43,9 @@ from ansible_collections.podnet.cni.plugins.module_utils._errors import CommandE
 from ansible_collections.podnet.cni.plugins.module_utils._nat import (
     MULTICAST_V4,
     Masquerade,
+    NatBackend,
     PortForward,
-    check_forward,
     check_tag_name,
-    masquerade_target,
-    nat_lock,
 )
 
 TABLE = "nat"
@@ -448,8 +446,8 @@ def forward_records(table: NatTable) -> list[PortForward]:
     return sorted(found, key=lambda f: (f.pod, f.protocol, f.host_port, f.host_ip or ""))
 
 
-class IptablesNat:
-    """The iptables backend; every method acts on the calling thread's network namespace."""
+class IptablesNat(NatBackend):
+    """The iptables backend: plans against `iptables-save`, applies with one restore commit."""
 
     name = "iptables"
 
@@ -457,55 +455,21 @@ class IptablesNat:
         self.save = save
         self.restore = restore
 
-    def ensure_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool:
-        address, subnet = masquerade_target(address, subnet)
-        with nat_lock():
-            lines = plan_ensure(self._read(), pod, network, address, subnet)
-            if not lines:
-                return False
-            self._apply(lines, f'masquerade {address} for pod "{pod}" on network "{network}"')
-        return True
-
-    def has_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool:
-        address, subnet = masquerade_target(address, subnet)
-        return not plan_ensure(self._read(), pod, network, address, subnet)
-
-    def remove_masquerade(self, pod: str, network: str | None = None) -> bool:
-        with nat_lock():
-            lines = plan_remove(self._read(), pod, network)
-            if not lines:
-                return False
-            on = f' on network "{network}"' if network else ""
-            self._apply(lines, f'remove the masquerade of pod "{pod}"{on}')
-        return True
-
     def masquerades(self) -> list[Masquerade]:
         return records(self._read())
 
-    def ensure_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
-        forwards = [check_forward(f) for f in forwards]
-        with nat_lock():
-            lines = plan_forwards(self._read(), pod, forwards)
-            if not lines:
-                return False
-            self._apply(lines, f'port forwards of pod "{pod}"')
-        return True
-
-    def has_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
-        forwards = [check_forward(f) for f in forwards]
-        return not plan_forwards(self._read(), pod, forwards)
-
-    def remove_forwards(self, pod: str) -> bool:
-        forward_tag(pod)
-        with nat_lock():
-            lines = plan_forwards(self._read(), pod, [])
-            if not lines:
-                return False
-            self._apply(lines, f'remove the port forwards of pod "{pod}"')
-        return True
-
     def forwards(self) -> list[PortForward]:
         return forward_records(self._read())
+
+    def _plan_masquerade(self, pod: str, network: str, address: str, subnet: str) -> list[str]:
+        return plan_ensure(self._read(), pod, network, address, subnet)
+
+    def _plan_unmasquerade(self, pod: str, network: str | None) -> list[str]:
+        return plan_remove(self._read(), pod, network)
+
+    def _plan_forwards(self, pod: str, forwards: list[PortForward]) -> list[str]:
+        forward_tag(pod)
+        return plan_forwards(self._read(), pod, forwards)
 
     def _read(self) -> NatTable:
         _rc, out, _err = run([self.save, "-t", TABLE])

@@ -62,11 +62,9 @@ from ansible_collections.podnet.cni.plugins.module_utils._errors import CommandE
 from ansible_collections.podnet.cni.plugins.module_utils._nat import (
     MULTICAST_V4,
     Masquerade,
+    NatBackend,
     PortForward,
-    check_forward,
     check_tag_name,
-    masquerade_target,
-    nat_lock,
 )
 
 FAMILY = "inet"
@@ -721,66 +719,30 @@ def _as_forwards(dnat: dict, snat: dict) -> list[PortForward]:
     return found
 
 
-class NftNat:
-    """The nftables backend; every method acts on the calling thread's network namespace."""
+class NftNat(NatBackend):
+    """The nftables backend: plans against `nft -j` listings, applies with one `nft -f`."""
 
     name = "nftables"
 
     def __init__(self, nft: str = "nft") -> None:
         self.nft = nft
 
-    def ensure_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool:
-        comment = tag(pod, network)
-        address, subnet = masquerade_target(address, subnet)
-        with nat_lock():
-            script = plan_ensure(self._read(), address, subnet, comment)
-            if not script:
-                return False
-            self._apply(script, f'masquerade {address} for pod "{pod}" on network "{network}"')
-        return True
-
-    def has_masquerade(self, pod: str, network: str, address: str, subnet: str) -> bool:
-        comment = tag(pod, network)
-        address, subnet = masquerade_target(address, subnet)
-        return not plan_ensure(self._read(), address, subnet, comment)
-
-    def remove_masquerade(self, pod: str, network: str | None = None) -> bool:
-        with nat_lock():
-            script = plan_remove(self._read(), pod, network)
-            if not script:
-                return False
-            on = f' on network "{network}"' if network else ""
-            self._apply(script, f'remove the masquerade of pod "{pod}"{on}')
-        return True
-
     def masquerades(self) -> list[Masquerade]:
         return records(self._read())
-
-    def ensure_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
-        forwards = [check_forward(f) for f in forwards]
-        with nat_lock():
-            script = plan_forwards(self._read_forwards(), pod, forwards)
-            if not script:
-                return False
-            self._apply(script, f'port forwards of pod "{pod}"')
-        return True
-
-    def has_forwards(self, pod: str, forwards: list[PortForward]) -> bool:
-        forwards = [check_forward(f) for f in forwards]
-        return not plan_forwards(self._read_forwards(), pod, forwards)
-
-    def remove_forwards(self, pod: str) -> bool:
-        forward_tag(pod)
-        with nat_lock():
-            script = plan_forwards(self._read_forwards(), pod, [])
-            if not script:
-                return False
-            self._apply(script, f'remove the port forwards of pod "{pod}"')
-        return True
 
     def forwards(self) -> list[PortForward]:
         state = self._read_forwards()
         return state.forwards() if state else []
+
+    def _plan_masquerade(self, pod: str, network: str, address: str, subnet: str) -> list[str]:
+        return plan_ensure(self._read(), address, subnet, tag(pod, network))
+
+    def _plan_unmasquerade(self, pod: str, network: str | None) -> list[str]:
+        return plan_remove(self._read(), pod, network)
+
+    def _plan_forwards(self, pod: str, forwards: list[PortForward]) -> list[str]:
+        forward_tag(pod)
+        return plan_forwards(self._read_forwards(), pod, forwards)
 
     def _read_forwards(self) -> ForwardTable | None:
         argv = [self.nft, "-j", "list", "table", FAMILY, FORWARD_TABLE]
@@ -791,7 +753,7 @@ class NftNat:
             if not any(_is_forward_table(i.get("table")) for i in listing.get("nftables", [])):
                 return None
             raise CommandError(argv, rc, out, err)
-        return parse_forward_table(json.loads(out))
+        return parse_forward_table(_listing(argv, out))
 
     def _read(self) -> TableState | None:
         argv = [self.nft, "-j", "list", "table", FAMILY, TABLE]
@@ -800,7 +762,7 @@ class NftNat:
             if not self._table_exists():
                 return None
             raise CommandError(argv, rc, out, err)
-        return parse_table(json.loads(out))
+        return parse_table(_listing(argv, out))
 
     def _table_exists(self) -> bool:
         _rc, out, _err = run([self.nft, "-j", "list", "tables", FAMILY])
@@ -812,3 +774,15 @@ class NftNat:
             run([self.nft, "-f", "-"], stdin="\n".join(script) + "\n")
         except CommandError as exc:
             raise PodnetError(f"{what}: nftables refused the change: {exc.stderr.strip()}") from exc
+
+
+def _listing(argv: list[str], out: str) -> dict:
+    """nft's JSON; some nft releases print broken JSON for tables they cannot fully show (a
+    table with `flags owner` in nft 1.0.6), which is an error to report, not a traceback."""
+    try:
+        return json.loads(out)
+    except ValueError as exc:
+        raise PodnetError(
+            f"nftables: `{' '.join(argv)}` printed a listing that is not valid JSON ({exc}); "
+            "the table holds something this nft cannot show"
+        ) from exc

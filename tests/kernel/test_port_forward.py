@@ -9,15 +9,32 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
-from sandbox import TcpServer, iptables_save, nft_ruleset, ns_run, sh, sysctl, tcp_peer_seen
+from sandbox import (
+    TcpServer,
+    iptables_save,
+    nft_ruleset,
+    ns_run,
+    sh,
+    sysctl,
+    tcp_peer_seen,
+)
+
+from ansible_collections.podnet.cni.plugins.module_utils import (
+    _nat,
+    _nat_iptables,
+    _nat_nft,
+    _netns,
+)
 
 UPLINK = "203.0.113.1"
 OUTSIDE = "203.0.113.2"
 HTTP = {"name": "http", "port": 80, "protocol": "tcp"}
 DNS = {"name": "dns", "port": 53, "protocol": "udp"}
+ALT = {"name": "alt", "port": 8000, "protocol": "tcp"}
 BRIDGE_CONF = {
     "name": "lan",
     "type": "bridge",
@@ -69,8 +86,6 @@ def udp_echo_through(server_ns: str, client_ns: str, address: str, port: int) ->
         "print('ready',flush=True);s.settimeout(10)\n"
         "d,a=s.recvfrom(100);s.sendto(a[0].encode(),a)\n"
     )
-    import subprocess
-
     server = subprocess.Popen(
         ["nsenter", f"--net=/run/netns/{server_ns}", sys.executable, "-c", server_code],
         stdout=subprocess.PIPE,
@@ -256,3 +271,132 @@ def test_stale_rules_of_a_forgotten_pod_do_not_steal_the_port(host):
     new, _address = up(host)
     ok(forward(host, new, ["http:8080"]))
     assert through(new, outside, UPLINK, 8080) == OUTSIDE
+
+
+def record_of(host, pod: str) -> dict:
+    with open(os.path.join(host.state_dir, "pods", f"{pod}.json")) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_pods_with_two_ports_each_are_reached_on_their_own_host_ports(host, backend):
+    outside = host.add_outside()
+    web, _address = up(host)
+    api, _address = up(host)
+    ok(forward(host, web, ["http:8081", "alt:8082"], ports=(HTTP, ALT), backend=backend))
+    ok(forward(host, api, ["http:8083", "alt:8084"], ports=(HTTP, ALT), backend=backend))
+
+    # A server listens only in the pod a host port should reach: a forward to the wrong pod or
+    # port finds no listener and the connection fails.
+    for pod, host_port, pod_port in (
+        (web, 8081, 80),
+        (web, 8082, 8000),
+        (api, 8083, 80),
+        (api, 8084, 8000),
+    ):
+        assert through(pod, outside, UPLINK, host_port, pod_port) == OUTSIDE, (pod, host_port)
+        assert through(pod, host.name, "127.0.0.1", host_port, pod_port) == "172.16.28.1"
+    assert through(web, outside, UPLINK, 8083, 80) is None
+    assert through(api, outside, UPLINK, 8082, 8000) is None
+
+    ok(host.module("port_forward", {"pod": web, "state": "absent"}))
+    assert through(web, outside, UPLINK, 8081) is None
+    assert through(api, outside, UPLINK, 8084, 8000) == OUTSIDE
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("masq", [True, False])
+def test_bridge_forward_from_outside_targets_the_first_masqueraded_network(host, backend, masq):
+    """rkt's choice: the first network with ipMasq (here the bridge, when it masquerades),
+    else the last one (here default)."""
+    with open(os.path.join(host.conf_dir, "10-lan.conf"), "w") as handle:
+        json.dump({**BRIDGE_CONF, "ipMasq": masq}, handle)
+    outside = host.add_outside()
+    pod = host.pod_name()
+    attached = ok(
+        host.module(
+            "pod_network",
+            {"name": pod, "networks": ["lan", "default"], "add_default_restricted": False},
+        )
+    )
+    by_network = {i["network"]: i["address"].split("/")[0] for i in attached["interfaces"]}
+
+    result = ok(forward(host, pod, ["http:8080"], backend=backend))
+    expected = by_network["lan"] if masq else by_network["default"]
+    assert [f["address"] for f in result["forwards"]] == [expected]
+    assert through(pod, outside, UPLINK, 8080) == OUTSIDE
+    if backend == "nftables":
+        listed = host.run(["nft", "list", "map", "inet", "podnet_forward", "fwd_any"]).stdout
+    else:
+        listed = host.run(["iptables-save", "-t", "nat"]).stdout
+    assert f"{expected} . 80" in listed or f"{expected}:80" in listed
+
+
+def test_forwards_refused_half_way_leave_no_rule_sysctl_or_record_behind(host):
+    """The change is route_localnet, then one nft transaction with every element. Here the
+    kernel accepts the first half of the elements and refuses the rest: the hairpin map was
+    made (by hand, as a stand-in for any kernel limit) with room for one element, and the pod
+    asks for two ports. Nothing of the transaction stays, and route_localnet is put back.
+    """
+    outside = host.add_outside()
+    pod, _address = up(host)
+    veth = record_of(host, pod)["attachments"][0]["host_ifname"]
+    localnet = f"net/ipv4/conf/{veth}/route_localnet"
+    full = f"{_nat_nft.FWD_SNAT} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}"
+    table = [
+        line.replace(full, full[:-1] + "size 1; }") for line in _nat_nft.render_forward_table([])
+    ]
+    assert any("size 1" in line for line in table)
+    host.run(["nft", "-f", "-"], input="\n".join(table) + "\n")
+    before = ruleset(host)
+
+    result = forward(host, pod, ["http:8080", "alt:8081"], ports=(HTTP, ALT), backend="nftables")
+    assert result.failed and "nftables refused the change" in result["msg"], result
+    assert ruleset(host) == before
+    assert sysctl(host.name, localnet) == "0"
+    assert "forwards" not in record_of(host, pod)
+    assert through(pod, outside, UPLINK, 8080) is None
+
+    # Nothing was left half-held: one port fits, and goes in cleanly.
+    ok(forward(host, pod, ["http:8080"], ports=(HTTP, ALT), backend="nftables"))
+    assert sysctl(host.name, localnet) == "1"
+    assert through(pod, outside, UPLINK, 8080) == OUTSIDE
+
+
+def _refused_line(backend: str) -> str:
+    """A last line the kernel refuses although it parses: a jump to a chain that does not exist."""
+    if backend == "nftables":
+        return (
+            f"add element {_nat_nft.FORWARD_WHERE} {_nat_nft.FWD_SNAT} "
+            '{ 172.16.28.99 . tcp . 80 comment "pod=x" : jump fsnat_nosuchchain }'
+        )
+    return f"-A {_nat_iptables.FORWARD_SNAT} -s 172.16.28.0/24 -j PODNET-NO-SUCH-CHAIN"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_transaction_refused_at_its_last_line_changes_nothing(host, backend):
+    """The backends' atomicity, which "no half-added forwards" rests on: a change whose first
+    lines are good and whose last line the kernel refuses leaves the ruleset as it was."""
+    pod, address = up(host)
+    other, other_address = up(host)
+    ok(forward(host, other, ["http:9090"], backend=backend))
+    before = ruleset(host)
+    forwards = [
+        _nat.PortForward(pod, "tcp", None, port, address, 80, "172.16.28.0/24")
+        for port in (8081, 8082)
+    ]
+
+    with _netns.entered(host.netns):
+        nat = _nat.nat_backend(backend)
+        if backend == "nftables":
+            script = _nat_nft.plan_forwards(nat._read_forwards(), pod, forwards)
+        else:
+            script = _nat_iptables.plan_forwards(nat._read(), pod, forwards)
+        assert len(script) > 1
+        with pytest.raises(_nat.PodnetError, match="refused the change"):
+            nat._apply([*script, _refused_line(backend)], "test")
+        assert not nat.has_forwards(pod, forwards)
+        assert [f.pod for f in nat.forwards()] == [other]
+
+    assert ruleset(host) == before
+    assert other_address != address
