@@ -9,9 +9,14 @@ plugin does its own address management sets OWN_IPAM = True and gets no leases.
 
 from __future__ import annotations
 
-from ansible_collections.podnet.cni.plugins.module_utils import _bridge, _plugin_type, _ptp
+from ansible_collections.podnet.cni.plugins.module_utils import (
+    _bridge,
+    _flannel,
+    _plugin_type,
+    _ptp,
+)
 
-TYPES = {kind.NAME: kind for kind in (_ptp, _bridge)}
+TYPES = {kind.NAME: kind for kind in (_ptp, _bridge, _flannel)}
 
 
 def type_for(name: str | None):
