@@ -117,8 +117,7 @@ options:
 notes:
   - Run it on the host whose pods it manages, as root.
   - Host mode warns that abstract unix sockets (X11, D-Bus) are shared with the host.
-  - Types supported so far are ptp and bridge with host-local IPAM; others fail clearly
-    before anything changes.
+  - Built-in types are ptp, bridge, macvlan, ipvlan and flannel, with the host-local IPAM.
   - Any other C(type) or C(ipam.type) runs as a third-party CNI plugin binary found in
     O(plugin_dirs), the way rkt ran it - the conf file's bytes on stdin, C(CNI_CONTAINERID) set
     to the pod name. A plugin that is not found fails before anything changes. A plugin that
