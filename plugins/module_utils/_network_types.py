@@ -12,11 +12,13 @@ from __future__ import annotations
 from ansible_collections.podnet.cni.plugins.module_utils import (
     _bridge,
     _flannel,
+    _ipvlan,
+    _macvlan,
     _plugin_type,
     _ptp,
 )
 
-TYPES = {kind.NAME: kind for kind in (_ptp, _bridge, _flannel)}
+TYPES = {kind.NAME: kind for kind in (_ptp, _bridge, _flannel, _macvlan, _ipvlan)}
 
 
 def type_for(name: str | None):
