@@ -45,6 +45,15 @@ class HostSide:
             self._nat = nat_backend(self.nat_prefer)
         return self._nat
 
+    def nat_for(self, attachment: dict):
+        """The backend that made an attachment's masquerade, whatever nat_backend says now."""
+        name = attachment.get("nat_backend")
+        if not name or name == self.nat.name:
+            return self.nat
+        from ansible_collections.podnet.cni.plugins.module_utils._nat import nat_backend
+
+        return nat_backend(name)
+
 
 @dataclass
 class PodSide:
@@ -135,7 +144,7 @@ def detach_veth(host: HostSide, pod: PodSide, attachment: dict) -> None:
         pod.netlink.delete(attachment["ifname"])
     host.netlink.delete(attachment["host_ifname"])
     if attachment.get("masquerade"):
-        host.nat.remove_masquerade(pod.name, attachment["network"])
+        host.nat_for(attachment).remove_masquerade(pod.name, attachment["network"])
     for sysctl in attachment.get("sysctls", []):
         host.ledger.release_sysctl(sysctl, key)
 
@@ -168,7 +177,10 @@ def masquerade_problems(host: HostSide, pod: str, attachment: dict) -> list[str]
     if not attachment.get("masquerade"):
         return []
     address = attachment["address"].split("/")[0]
-    if host.nat.has_masquerade(pod, attachment["network"], address, attachment["subnet"]):
+    nat = host.nat_for(attachment)
+    if nat is host.nat and nat.has_masquerade(
+        pod, attachment["network"], address, attachment["subnet"]
+    ):
         return []
     return [f'masquerade for {address} on network "{attachment["network"]}" is missing']
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ansible.module_utils.basic import AnsibleModule
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+RESERVED_NAMES = ("host", "none", "all")
 CONF_SUFFIX = ".conf"
 DEFAULT_CONF_DIR = "/etc/rkt/net.d"
 
@@ -242,6 +243,13 @@ def validate(conf: dict, where: str) -> dict:
             name,
             "must be a string of letters, digits, '_', '.', '-' starting with a letter or digit",
         )
+    if name in RESERVED_NAMES:
+        raise ConfError(
+            where,
+            "name",
+            name,
+            "is reserved: host, none and all are modes of --net, not networks",
+        )
     kind = conf.get("type")
     if kind is None:
         raise ConfError(where, "type", None, "is required: it names the plugin to run")
@@ -338,7 +346,7 @@ def _check_master_and_mode(
             where,
             _join(path, "mode"),
             conf["mode"],
-            f"is not a {kind} mode (one of {', '.join(modes)})",
+            f"is not {'an' if kind[0] in 'aeiou' else 'a'} {kind} mode (one of {', '.join(modes)})",
         )
 
 

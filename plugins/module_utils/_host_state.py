@@ -31,7 +31,7 @@ class HostLedger:
 
     def reload(self) -> None:
         """Read the file again: call under the state lock, before changing anything."""
-        found = read_json(self.path)
+        found = read_json(self.path, dict)
         self.entries: dict = found if isinstance(found, dict) else {}
         self.entries.setdefault("sysctls", {})
         self.entries.setdefault("bridges", {})

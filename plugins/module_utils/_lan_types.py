@@ -320,7 +320,7 @@ def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:
     if pod.netlink is not None:
         pod.netlink.delete(attachment["ifname"])
     if attachment.get("masquerade"):
-        host.nat.remove_masquerade(pod.name, attachment["network"])
+        host.nat_for(attachment).remove_masquerade(pod.name, attachment["network"])
     _release_master(host, attachment["master"], owner(pod.name, attachment["network"]))
 
 

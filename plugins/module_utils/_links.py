@@ -102,7 +102,7 @@ class Netlink:
             self._ipr.link("add", ifname=host_ifname, kind="veth", peer=peer, **extra)
         except _PyrouteError as exc:
             raise _explain(
-                f'cannot create veth "{host_ifname}" for pod "{pod_ifname}"', exc
+                f'cannot create veth "{host_ifname}" with pod interface "{pod_ifname}"', exc
             ) from exc
         finally:
             os.close(fd)

@@ -10,10 +10,11 @@ A failure undoes what that run did. The record saved per pod is enough for `abse
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
+import re
 import traceback
 from dataclasses import dataclass, field
 
@@ -145,6 +146,7 @@ class PodNetworks:
         self.host = HostSide(self.host_netlink, self.ledger, settings.nat_backend)
         self.host.plugin_dirs = search_dirs(settings.conf_dir, settings.plugin_dirs)
         self.warnings: list[str] = []
+        self._written: set[str] = set()
 
     def close(self) -> None:
         self.host_netlink.close()
@@ -184,6 +186,7 @@ class PodNetworks:
                 )
             if ipam is not None:
                 ipam.validate()
+                _check_subnet_overlap(conf, ipam, confs)
             if hasattr(kind, "check"):  # what only the host can tell: a master, kernel support
                 kind.check(self.host, conf)
             wanted.append(
@@ -228,19 +231,26 @@ class PodNetworks:
             outcome.record = record
             return outcome
 
+        namespace_ok = _netns.is_netns(netns_path)
+        if netns is not None and not namespace_ok:
+            raise PodnetError(f'field "netns": {netns} is not a network namespace')
+        if namespace_ok and _netns.identity(netns_path) == _netns.identity(_netns.current_path()):
+            raise PodnetError(
+                f'pod {name}: namespace {netns_path} is the host\'s own; use networks "host" '
+                "to share it"
+            )
+        # A namespace that exists before podnet first sees the pod is someone else's: podnet
+        # uses it but never deletes it.
         record = record or {
             "name": name,
             "mode": mode,
             "netns": netns_path,
-            "netns_created": netns is None,
+            "netns_created": not namespace_ok,
             "attachments": [],
         }
         record["mode"] = mode
-        namespace_ok = _netns.is_netns(netns_path)
-        if netns is not None and not namespace_ok:
-            raise PodnetError(f'field "netns": {netns} is not a network namespace')
 
-        pod = self._pod_side(name, netns_path if namespace_ok else None)
+        pod = self._pod_side(name, netns_path, alive=namespace_ok)
         try:
             keep, drop, add = self._difference(pod, record, wanted if mode == "contained" else [])
             for attachment, why in drop:
@@ -275,7 +285,10 @@ class PodNetworks:
                 self.ledger.reload()
                 record["hostname"] = hostname
                 self._apply(name, record, pod, keep, drop, add, namespace_ok)
+                self._written = set(record.get("etc_files", []))
                 self._etc_files(name, hostname, mode, wanted, dry=False)
+                record["etc_files"] = sorted(self._written)
+                self.store.save(name, record)
             outcome.warnings += self.warnings
             self.warnings = []
         finally:
@@ -285,9 +298,9 @@ class PodNetworks:
         outcome.record = record
         return outcome
 
-    def _pod_side(self, name: str, netns_path: str | None) -> PodSide:
-        if netns_path is None:
-            return PodSide(name, "", None)
+    def _pod_side(self, name: str, netns_path: str | None, alive: bool = True) -> PodSide:
+        if netns_path is None or not alive:
+            return PodSide(name, netns_path or "", None)
         return PodSide(name, netns_path, Netlink(netns_path))
 
     def _difference(self, pod: PodSide, record: dict, wanted: list[Wanted]):
@@ -397,6 +410,8 @@ class PodNetworks:
         }
         kind = type_for(conf.type)
         attachment.update(kind.add(self.host, pod, conf, item.ifname, leases, undo, args=item.args))
+        if attachment.get("masquerade"):
+            attachment["nat_backend"] = self.host.nat.name
         return attachment
 
     def _detach(self, pod: PodSide, attachment: dict) -> None:
@@ -431,7 +446,7 @@ class PodNetworks:
         with locked(self.settings.state_dir):
             self.ledger.reload()
             alive = bool(netns_path) and _netns.is_netns(netns_path)
-            pod = self._pod_side(name, netns_path if alive else None)
+            pod = self._pod_side(name, netns_path, alive=alive)
             try:
                 _forward.remove_pod_forwards(self.host, name, record)
                 for attachment in reversed(record.get("attachments", [])):
@@ -442,10 +457,19 @@ class PodNetworks:
             self.ledger.save()
             if netns_path and record.get("netns_created"):
                 _netns.delete(netns_path)
-            shutil.rmtree(os.path.join(self.settings.etc_dir, name), ignore_errors=True)
+            self._remove_etc_files(name, record)
             self.store.delete(name)
 
     # /etc/netns/<pod>: what `ip netns exec` bind-mounts over /etc
+
+    def _remove_etc_files(self, name: str, record: dict) -> None:
+        """Remove the files podnet wrote there, and the dir if that leaves it empty."""
+        directory = os.path.join(self.settings.etc_dir, name)
+        for base in record.get("etc_files", ["hosts"]):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, base))
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
     def _etc_files(
         self, name: str, hostname: str, mode: str, wanted: list[Wanted], dry: bool
@@ -461,6 +485,8 @@ class PodNetworks:
         changed = []
         for base, text in files.items():
             path = os.path.join(directory, base)
+            if not dry:
+                self._written.add(base)
             try:
                 with open(path) as handle:
                     if handle.read() == text:
@@ -471,6 +497,36 @@ class PodNetworks:
             if not dry:
                 write_text(path, text)
         return changed
+
+
+def _subnets(ipam) -> list:
+    ranges = getattr(ipam, "ranges", None)
+    return [member.subnet for range_set in ranges() for member in range_set] if ranges else []
+
+
+def _check_subnet_overlap(conf, ipam, confs: dict) -> None:
+    """Two networks on one host with overlapping subnets hand out the same addresses (each
+    keeps its own leases), and the host's routes to one pod then steal another's traffic."""
+    mine = _subnets(ipam)
+    if not mine:
+        return
+    for other in confs.values():
+        if other.name == conf.name or other.ipam.get("type") != "host-local":
+            continue
+        try:
+            theirs = _subnets(ipam_for(other.name, other.ipam, ipam.data_dir))
+        except PodnetError:
+            continue  # that conf's own error is reported when a pod joins it
+        for subnet in mine:
+            for clash in theirs:
+                if subnet.first <= clash.last and clash.first <= subnet.last:
+                    raise ConfError(
+                        f'network "{conf.name}"',
+                        "ipam.subnet",
+                        str(subnet),
+                        f'overlaps the subnet {clash} of network "{other.name}"; both would '
+                        "hand out the same addresses",
+                    )
 
 
 def _requested_ips(where: str, args: str) -> list[str]:
@@ -516,6 +572,24 @@ def _resolv_text(wanted: list[Wanted]) -> str | None:
     return None
 
 
+POD_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]{0,62}$")
+_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?"
+HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+
+def check_pod_request(request: dict) -> None:
+    """A pod name becomes a file name in three directories: no separators, no dot-dot."""
+    name = request.get("name")
+    if not isinstance(name, str) or not POD_NAME.fullmatch(name) or name in (".", ".."):
+        raise PodnetError(
+            f'field "name": {name!r} is not a valid pod name (letters, digits, "_", "." and '
+            '"-", starting with a letter or digit, at most 63 characters)'
+        )
+    hostname = request.get("hostname")
+    if hostname is not None and (len(hostname) > 253 or not HOSTNAME.fullmatch(hostname)):
+        raise PodnetError(f'pod {name}: field "hostname": {hostname!r} is not a valid hostname')
+
+
 def run_module(module) -> None:
     """pod_network's body: one pod (name) or many (pods) through one PodNetworks."""
     params = module.params
@@ -538,6 +612,11 @@ def run_module(module) -> None:
         }
     ]
     results, changed, actions, diffs = [], False, [], []
+    try:
+        for request in requests:
+            check_pod_request(request)
+    except PodnetError as exc:
+        module.fail_json(msg=str(exc), changed=False, actions=[])
     networks = PodNetworks(settings)
     try:
         for request in requests:

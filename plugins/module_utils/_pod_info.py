@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from ansible_collections.podnet.cni.plugins.module_utils import _netns
+from ansible_collections.podnet.cni.plugins.module_utils._errors import PodnetError
 from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink
 from ansible_collections.podnet.cni.plugins.module_utils._pod import interfaces
 from ansible_collections.podnet.cni.plugins.module_utils._pod_state import PodStore
@@ -15,7 +16,11 @@ def describe_pods(state_dir: str, name: str | None = None) -> list[dict]:
     store = PodStore(state_dir)
     described = []
     for pod in [name] if name else store.names():
-        record = store.load(pod)
+        try:
+            record = store.load(pod)
+        except PodnetError as exc:  # one damaged record must not hide the other pods
+            described.append({"name": pod, "alive": False, "interfaces": [], "error": str(exc)})
+            continue
         if record is None:
             continue
         netns = record.get("netns")

@@ -26,8 +26,7 @@ class PodStore:
         return os.path.join(self.pods_dir, f"{name}.json")
 
     def load(self, name: str) -> dict | None:
-        record = read_json(self.path(name))
-        return record if isinstance(record, dict) else None
+        return read_json(self.path(name), dict)
 
     def save(self, name: str, record: dict) -> None:
         write_json(self.path(name), record, mode=0o600)

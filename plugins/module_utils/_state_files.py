@@ -11,6 +11,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 
+from ansible_collections.podnet.cni.plugins.module_utils._errors import PodnetError
+
 
 def write_json(path: str, content: object, mode: int = 0o644) -> None:
     """Write JSON so readers see the old file or the new one, never a torn one."""
@@ -45,13 +47,21 @@ def write_text(path: str, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def read_json(path: str) -> object | None:
-    """The parsed file, or None when it does not exist."""
+def read_json(path: str, kind: type | None = None) -> object | None:
+    """The parsed file, or None when it does not exist; a damaged one is a clear error."""
     try:
         with open(path) as handle:
-            return json.load(handle)
+            content = json.load(handle)
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        raise PodnetError(f"state file {path} cannot be read: {exc}") from exc
+    if kind is not None and not isinstance(content, kind):
+        raise PodnetError(
+            f"state file {path} is damaged: expected a JSON {kind.__name__}, "
+            f"found {type(content).__name__}"
+        )
+    return content
 
 
 @contextlib.contextmanager

@@ -126,7 +126,7 @@ BAD_CONFS = [
     ({"master": None}, 'field "master"', "is required"),
     ({"master": "no/such"}, 'field "master"', "not a valid interface name"),
     ({"master": "eth9"}, 'field "master"', 'interface "eth9" does not exist'),
-    ({"mode": "bridge"}, 'field "mode"', "is not a ipvlan mode"),
+    ({"mode": "bridge"}, 'field "mode"', "is not an ipvlan mode"),
     ({"mtu": 9000}, 'field "mtu"', 'larger than the MTU 1500 of master "lan0"'),
     ({"ipMasq": 1}, 'field "ipMasq"', "must be true or false"),
 ]

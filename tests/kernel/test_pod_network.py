@@ -524,3 +524,76 @@ def test_concurrent_runs_share_the_host_without_losing_each_other(host):
     assert ping(names[-1], "172.16.28.1")
     down(host, names[-1])
     assert sysctl(host.name, "net.ipv4.ip_forward") == "0"
+
+
+@pytest.mark.parametrize(
+    "name", ["../../escape", "a/b", "", "..", "-dash", "sp ace", "x" * 64, "new\nline"]
+)
+def test_pod_names_that_are_not_file_names_are_refused(host, name):
+    before = host_snapshot(host)
+    result = host.module("pod_network", {"name": name, "networks": ["default"]})
+    assert result.failed and 'field "name"' in result["msg"], result.get("msg")
+    assert host_snapshot(host) == before and lease_files(host) == []
+    assert not os.path.exists(os.path.join(host.state_dir, "pods"))
+
+
+def test_bad_hostname_is_refused(host):
+    result = host.module("pod_network", {"name": host.pod_name(), "hostname": "a\nb c"})
+    assert result.failed and 'field "hostname"' in result["msg"]
+
+
+def test_an_existing_namespace_is_used_but_never_deleted(host):
+    pod = host.pod_name()
+    subprocess.run(["ip", "netns", "add", pod], check=True)
+    up(host, pod, ["default"])
+    assert ping(pod, "172.16.28.1")
+    down(host, pod)
+    assert netns_exists(pod), "podnet did not create it, so it does not delete it"
+    assert sorted(links(pod)) == ["lo"]
+
+
+def test_the_hosts_own_namespace_is_refused_as_a_pod(host):
+    result = host.module("pod_network", {"name": host.pod_name(), "netns": host.netns})
+    assert result.failed and "host's own" in result["msg"]
+
+
+def test_absent_removes_only_the_etc_files_podnet_wrote(host):
+    pod = host.pod_name()
+    os.makedirs(f"/etc/netns/{pod}")
+    with open(f"/etc/netns/{pod}/nsswitch.conf", "w") as handle:
+        handle.write("hosts: files\n")
+    up(host, pod, "none")
+    assert os.path.exists(f"/etc/netns/{pod}/hosts")
+    down(host, pod)
+    assert sorted(os.listdir(f"/etc/netns/{pod}")) == ["nsswitch.conf"]
+
+
+def test_overlapping_subnets_of_two_networks_are_refused(host):
+    write_conf(host, "10-lan.conf", BRIDGE_CONF)
+    write_conf(
+        host,
+        "20-over.conf",
+        dict(PTP_CONF, name="over", ipam={"type": "host-local", "subnet": "10.22.0.0/25"}),
+    )
+    result = host.module("pod_network", {"name": host.pod_name(), "networks": ["over"]})
+    assert result.failed and "overlaps" in result["msg"] and '"lan"' in result["msg"]
+
+
+def test_masquerade_made_with_iptables_is_removed_by_a_plain_absent(host):
+    pod = host.pod_name()
+    before = host_snapshot(host)
+    up(host, pod, ["default"], nat_backend="iptables")
+    assert "MASQUERADE" in iptables_save(host.name)
+    down(host, pod)  # nat_backend left at auto: the record says which backend made it
+    assert host_snapshot(host) == before
+
+
+def test_a_damaged_pod_record_is_a_clear_error(host):
+    pod = host.pod_name()
+    os.makedirs(os.path.join(host.state_dir, "pods"))
+    with open(os.path.join(host.state_dir, "pods", f"{pod}.json"), "w") as handle:
+        handle.write("{bad")
+    result = host.module("pod_network", {"name": pod, "state": "absent"})
+    assert result.failed and f"{pod}.json" in result["msg"] and "Traceback" not in result["msg"]
+    info = host.module("pod_network_info", {"state_dir": host.state_dir}, with_dirs=False)
+    assert info["pods"][0]["name"] == pod and "error" in info["pods"][0]

@@ -563,3 +563,13 @@ def test_file_name_comes_from_ordinal_and_name(tmp_path, ordinal, base):
 def test_ordinal_must_be_a_file_name_prefix(tmp_path, ordinal):
     with pytest.raises(PodnetError, match="ordinal"):
         plan_conf_file(str(tmp_path), "present", conf=ptp("lan"), ordinal=ordinal)
+
+
+@pytest.mark.parametrize("name", ["host", "none", "all"])
+def test_names_of_net_modes_are_reserved(name):
+    with pytest.raises(ConfError) as caught:
+        validate(
+            {"name": name, "type": "ptp", "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}},
+            "conf",
+        )
+    assert 'field "name"' in str(caught.value) and "reserved" in str(caught.value)
