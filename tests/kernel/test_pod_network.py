@@ -83,7 +83,11 @@ def host_snapshot(host) -> dict:
     """What the kernel shows in the sandbox host: links, routes, NAT rules, ip_forward."""
     return {
         "links": sorted(links(host.name)),
-        "routes": ip_json(host.name, "route", "show"),
+        # Without "flags": "linkdown" comes and goes with a new veth's carrier, on its own.
+        "routes": [
+            {k: v for k, v in route.items() if k != "flags"}
+            for route in ip_json(host.name, "route", "show")
+        ],
         "nft": nft_content(host),
         "iptables": [line for line in iptables_save(host.name).splitlines() if line[:2] == "-A"],
         "ip_forward": sysctl(host.name, "net.ipv4.ip_forward"),
