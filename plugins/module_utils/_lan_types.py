@@ -29,12 +29,11 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     subnet_of,
 )
 from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, NetlinkError
-from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink, write_sysctl
-
-try:
-    from pyroute2.netlink.exceptions import NetlinkError as _PyrouteError
-except ImportError:  # reported by the module through missing_required_lib
-    _PyrouteError = OSError
+from ansible_collections.podnet.cni.plugins.module_utils._links import (
+    LinkError,
+    Netlink,
+    write_sysctl,
+)
 
 # Ledger section: master -> {"kind", "owners"}. A master's macvlan and ipvlan ports live in pod
 # namespaces the host cannot list, so the ledger is what tells a mix apart before the kernel.
@@ -149,9 +148,9 @@ def _probe(kind: LanKind, netlink: Netlink) -> str | None:
         return None  # cannot probe; the real request will tell
     probe = f"{kind.temp_prefix}p{os.getpid() % 100000000}"
     try:
-        netlink._ipr.link("add", ifname=probe, kind=kind.name, link=loopback)
-    except _PyrouteError as exc:
-        return support_from_errno(kind, getattr(exc, "code", None))
+        netlink.create(ifname=probe, kind=kind.name, link=loopback)
+    except LinkError as exc:
+        return support_from_errno(kind, exc.code)
     netlink.delete(probe)
     return None
 
@@ -267,8 +266,8 @@ def _create_in_pod(
     fd = os.open(netns, os.O_RDONLY)
     try:
         spec["net_ns_fd"] = fd
-        host._ipr.link("add", **spec)
-    except _PyrouteError as exc:
+        host.create(**spec)
+    except LinkError as exc:
         raise NetlinkError(_create_failure(kind, conf, exc)) from exc
     finally:
         os.close(fd)
@@ -291,10 +290,9 @@ def _create_failure(kind: LanKind, conf, exc: Exception) -> str:
 
 def _rename(pod: Netlink, kind: LanKind, temp: str, ifname: str) -> None:
     try:
-        pod._ipr.link("set", index=pod.index(temp), ifname=ifname)
-    except _PyrouteError as exc:
-        reason = os.strerror(exc.code) if getattr(exc, "code", 0) > 0 else str(exc)
-        raise NetlinkError(f'cannot rename {kind.name} to "{ifname}" in the pod: {reason}') from exc
+        pod.rename(temp, ifname)
+    except LinkError as exc:
+        raise NetlinkError(f'cannot rename {kind.name} to "{ifname}" in the pod: {exc}') from exc
 
 
 def _claim_master(host: HostSide, kind: LanKind, master: str, key: str) -> None:

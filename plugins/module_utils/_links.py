@@ -34,6 +34,14 @@ AF_INET = 2
 AF_INET6 = 10
 
 
+class LinkError(NetlinkError):
+    """A link request the kernel refused, with its errno for callers that explain it."""
+
+    def __init__(self, code: int | None, text: str) -> None:
+        self.code = code
+        super().__init__(os.strerror(code) if isinstance(code, int) and code > 0 else text)
+
+
 def _explain(what: str, exc: Exception) -> NetlinkError:
     code = getattr(exc, "code", None)
     reason = os.strerror(code) if isinstance(code, int) and code > 0 else str(exc)
@@ -106,6 +114,19 @@ class Netlink:
             ) from exc
         finally:
             os.close(fd)
+
+    def create(self, **spec) -> None:
+        """Add a link from a raw spec (macvlan, ipvlan, ...); failures keep the kernel's errno."""
+        try:
+            self._ipr.link("add", **spec)
+        except _PyrouteError as exc:
+            raise LinkError(getattr(exc, "code", None), str(exc)) from exc
+
+    def rename(self, ifname: str, new_name: str) -> None:
+        try:
+            self._ipr.link("set", index=self._need(ifname), ifname=new_name)
+        except _PyrouteError as exc:
+            raise LinkError(getattr(exc, "code", None), str(exc)) from exc
 
     def add_bridge(self, ifname: str, mtu: int | None) -> None:
         extra = {"mtu": mtu} if mtu else {}

@@ -769,9 +769,9 @@ class NftNat(NatBackend):
         listing = json.loads(out or "{}")
         return any(_is_our_table(item.get("table")) for item in listing.get("nftables", []))
 
-    def _apply(self, script: list[str], what: str) -> None:
+    def _apply(self, lines: list[str], what: str) -> None:
         try:
-            run([self.nft, "-f", "-"], stdin="\n".join(script) + "\n")
+            run([self.nft, "-f", "-"], stdin="\n".join(lines) + "\n")
         except CommandError as exc:
             raise PodnetError(f"{what}: nftables refused the change: {exc.stderr.strip()}") from exc
 

@@ -186,7 +186,7 @@ class PodNetworks:
                 )
             if ipam is not None:
                 ipam.validate()
-                _check_subnet_overlap(conf, ipam, confs)
+                warnings += overlap_warnings(conf, ipam, confs)
             if hasattr(kind, "check"):  # what only the host can tell: a master, kernel support
                 kind.check(self.host, conf)
             wanted.append(
@@ -499,34 +499,33 @@ class PodNetworks:
         return changed
 
 
-def _subnets(ipam) -> list:
+def _ranges(ipam) -> list:
     ranges = getattr(ipam, "ranges", None)
-    return [member.subnet for range_set in ranges() for member in range_set] if ranges else []
+    return [member for range_set in ranges() for member in range_set] if ranges else []
 
 
-def _check_subnet_overlap(conf, ipam, confs: dict) -> None:
-    """Two networks on one host with overlapping subnets hand out the same addresses (each
-    keeps its own leases), and the host's routes to one pod then steal another's traffic."""
-    mine = _subnets(ipam)
-    if not mine:
-        return
-    for other in confs.values():
+def overlap_warnings(conf, ipam, confs: dict) -> list[str]:
+    """Two networks whose ranges overlap each keep their own leases, so both may hand out one
+    address, and the host's route to one pod then steals the other's traffic. Networks on one
+    LAN may share a subnet with disjoint ranges; only overlapping ranges are a hazard."""
+    mine = _ranges(ipam)
+    found = []
+    for other in confs.values() if mine else ():
         if other.name == conf.name or other.ipam.get("type") != "host-local":
             continue
         try:
-            theirs = _subnets(ipam_for(other.name, other.ipam, ipam.data_dir))
+            theirs = _ranges(ipam_for(other.name, other.ipam, ipam.data_dir))
         except PodnetError:
             continue  # that conf's own error is reported when a pod joins it
-        for subnet in mine:
+        for member in mine:
             for clash in theirs:
-                if subnet.first <= clash.last and clash.first <= subnet.last:
-                    raise ConfError(
-                        f'network "{conf.name}"',
-                        "ipam.subnet",
-                        str(subnet),
-                        f'overlaps the subnet {clash} of network "{other.name}"; both would '
-                        "hand out the same addresses",
+                same_family = member.start.version == clash.start.version
+                if same_family and member.start <= clash.end and clash.start <= member.end:
+                    found.append(
+                        f'network "{conf.name}": range {member} overlaps range {clash} of '
+                        f'network "{other.name}": both may hand out the same address'
                     )
+    return found
 
 
 def _requested_ips(where: str, args: str) -> list[str]:

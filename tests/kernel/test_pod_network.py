@@ -572,15 +572,27 @@ def test_absent_removes_only_the_etc_files_podnet_wrote(host):
     assert sorted(os.listdir(f"/etc/netns/{pod}")) == ["nsswitch.conf"]
 
 
-def test_overlapping_subnets_of_two_networks_are_refused(host):
+def test_overlapping_ranges_of_two_networks_are_warned_about(host):
     write_conf(host, "10-lan.conf", BRIDGE_CONF)
     write_conf(
         host,
         "20-over.conf",
         dict(PTP_CONF, name="over", ipam={"type": "host-local", "subnet": "10.22.0.0/25"}),
     )
-    result = host.module("pod_network", {"name": host.pod_name(), "networks": ["over"]})
-    assert result.failed and "overlaps" in result["msg"] and '"lan"' in result["msg"]
+    write_conf(
+        host,
+        "30-side.conf",
+        dict(
+            PTP_CONF,
+            name="side",
+            ipam={"type": "host-local", "subnet": "10.22.0.0/24", "rangeStart": "10.22.0.200"},
+        ),
+    )
+    result = up(host, host.pod_name(), ["over"], add_default_restricted=False)
+    warnings = json.dumps(result.get("warnings"))
+    assert 'network \\"lan\\"' in warnings and "same address" in warnings
+    side = up(host, host.pod_name(), ["lan"], add_default_restricted=False)
+    assert '\\"side\\"' in json.dumps(side.get("warnings"))  # 10.22.0.200+ is in lan's range
 
 
 def test_masquerade_made_with_iptables_is_removed_by_a_plain_absent(host):
