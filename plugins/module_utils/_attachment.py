@@ -137,6 +137,34 @@ def _shown(dst: str) -> str:
     return "default" if dst in _DEFAULTS.values() else dst
 
 
+def finish_layer3(
+    host: HostSide, pod: PodSide, conf, ifname: str, leases: list, installed, undo
+) -> dict:
+    """Masquerade the first IPv4 address when the conf asks, and describe what was made.
+
+    installed is add_routes' (routes, shadowed). Masquerade is IPv4's answer to private pod
+    addresses; IPv6 pods are routed as they are.
+    """
+    routes, shadowed = installed
+    first = next((lease for lease in leases if lease.address.version == 4), None)
+    masquerade = bool(conf.ip_masq and first)
+    if masquerade:
+        host.nat.ensure_masquerade(pod.name, conf.name, str(first.address), subnet_of(first))
+        undo.push(host.nat.remove_masquerade, pod.name, conf.name)
+    main = first or leases[0]
+    return {
+        "address": main.cidr,
+        "addresses": [lease.cidr for lease in leases],
+        "gateway": str(main.gateway),
+        "gateways": [str(lease.gateway) for lease in leases],
+        "subnet": subnet_of(main),
+        "mac": pod.netlink.link(ifname)["mac"],
+        "routes": routes,
+        "shadowed_routes": shadowed,
+        "masquerade": masquerade,
+    }
+
+
 def detach_veth(host: HostSide, pod: PodSide, attachment: dict) -> None:
     """Undo what every veth type did: both ends, the masquerade, the host sysctls it held."""
     key = owner(pod.name, attachment["network"])

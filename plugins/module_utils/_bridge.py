@@ -16,13 +16,13 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     add_routes,
     configure_pod_address,
     detach_veth,
+    finish_layer3,
     forwarding_sysctl,
     has_default_route,
     host_veth_name,
     masquerade_problems,
     owner,
     pod_side_problems,
-    subnet_of,
 )
 from ansible_collections.podnet.cni.plugins.module_utils._errors import NetlinkError
 
@@ -101,27 +101,7 @@ def add(
             host.ledger.acquire_sysctl(sysctl, "1", key)
             undo.push(host.ledger.release_sysctl, sysctl, key)
 
-    # Masquerade is IPv4's answer to private pod addresses; IPv6 pods are routed as they are.
-    first = next((lease for lease in leases if lease.address.version == 4), None)
-    masquerade = bool(conf.ip_masq and first)
-    if masquerade:
-        host.nat.ensure_masquerade(pod.name, conf.name, str(first.address), subnet_of(first))
-        undo.push(host.nat.remove_masquerade, pod.name, conf.name)
-
-    main = first or leases[0]
-    record.update(
-        {
-            "address": main.cidr,
-            "addresses": [lease.cidr for lease in leases],
-            "gateway": str(main.gateway),
-            "gateways": [str(lease.gateway) for lease in leases],
-            "subnet": subnet_of(main),
-            "mac": pod.netlink.link(ifname)["mac"],
-            "routes": routes,
-            "shadowed_routes": shadowed,
-            "masquerade": masquerade,
-        }
-    )
+    record.update(finish_layer3(host, pod, conf, ifname, leases, (routes, shadowed), undo))
     return record
 
 

@@ -23,10 +23,10 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     Undo,
     add_routes,
     configure_pod_address,
+    finish_layer3,
     masquerade_problems,
     owner,
     pod_side_problems,
-    subnet_of,
 )
 from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, NetlinkError
 from ansible_collections.podnet.cni.plugins.module_utils._links import (
@@ -228,27 +228,7 @@ def add(
         gateways.setdefault(lease.address.version, str(lease.gateway))
     routes, shadowed = add_routes(pod.netlink, ifname, conf.ipam.get("routes", []), gateways)
 
-    # Masquerade is IPv4's answer to private pod addresses; IPv6 pods are routed as they are.
-    first = next((lease for lease in leases if lease.address.version == 4), None)
-    masquerade = bool(conf.ip_masq and first)
-    if masquerade:
-        host.nat.ensure_masquerade(pod.name, conf.name, str(first.address), subnet_of(first))
-        undo.push(host.nat.remove_masquerade, pod.name, conf.name)
-
-    main = first or leases[0]
-    record.update(
-        {
-            "address": main.cidr,
-            "addresses": [lease.cidr for lease in leases],
-            "gateway": str(main.gateway),
-            "gateways": [str(lease.gateway) for lease in leases],
-            "subnet": subnet_of(main),
-            "mac": pod.netlink.link(ifname)["mac"],
-            "routes": routes,
-            "shadowed_routes": shadowed,
-            "masquerade": masquerade,
-        }
-    )
+    record.update(finish_layer3(host, pod, conf, ifname, leases, (routes, shadowed), undo))
     return record
 
 

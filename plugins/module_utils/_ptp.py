@@ -16,6 +16,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     add_routes,
     configure_pod_address,
     detach_veth,
+    finish_layer3,
     forwarding_sysctl,
     host_prefix,
     host_veth_name,
@@ -64,27 +65,9 @@ def add(
         host.netlink.add_route(f"{address}/{single}", host_ifname, scope=RT_SCOPE_LINK)
     routes, shadowed = add_routes(pod.netlink, ifname, conf.ipam.get("routes", []), gateways)
 
-    # Masquerade is IPv4's answer to private pod addresses; IPv6 pods are routed as they are.
-    first = next((lease for lease in leases if lease.address.version == 4), None)
-    masquerade = bool(conf.ip_masq and first)
-    if masquerade:
-        host.nat.ensure_masquerade(pod.name, conf.name, str(first.address), subnet_of(first))
-        undo.push(host.nat.remove_masquerade, pod.name, conf.name)
-
-    main = first or leases[0]
-    return {
-        "address": main.cidr,
-        "addresses": [lease.cidr for lease in leases],
-        "gateway": str(main.gateway),
-        "gateways": [str(lease.gateway) for lease in leases],
-        "subnet": subnet_of(main),
-        "host_ifname": host_ifname,
-        "mac": pod.netlink.link(ifname)["mac"],
-        "routes": routes,
-        "shadowed_routes": shadowed,
-        "masquerade": masquerade,
-        "sysctls": sysctls,
-    }
+    record = finish_layer3(host, pod, conf, ifname, leases, (routes, shadowed), undo)
+    record.update({"host_ifname": host_ifname, "sysctls": sysctls})
+    return record
 
 
 def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:
