@@ -36,6 +36,7 @@ class HostSide:
     nat_prefer: str = "auto"
     _nat: object = field(default=None, repr=False)
     plugin_dirs: list[str] = field(default_factory=list)  # where CNI plugin binaries are
+    data_dir: str | None = None  # the host-local lease dir the module was given
 
     @property
     def nat(self):

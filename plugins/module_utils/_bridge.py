@@ -48,10 +48,11 @@ def add(
         raise NetlinkError(
             f'network "{conf.name}": field "bridge": "{bridge}" already exists but is not a bridge'
         )
-    if existing is None:
-        host.netlink.add_bridge(bridge, conf.mtu)
+    # Recorded first: a run killed right after making the bridge still leaves its trail.
     host.ledger.record_bridge(bridge, key, created=existing is None)
     undo.push(host.ledger.release_bridge, bridge, key, host.netlink)
+    if existing is None:
+        host.netlink.add_bridge(bridge, conf.mtu)
     host.netlink.set_up(bridge)
 
     host_ifname = host_veth_name(pod.name, ifname)
@@ -125,6 +126,7 @@ def _claim_bridge_address(host: HostSide, conf, bridge: str, cidr: str) -> None:
     added = host.ledger.entries["bridges"][bridge].setdefault("addresses", [])
     if cidr not in added:
         added.append(cidr)
+        host.ledger.save()
 
 
 def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:

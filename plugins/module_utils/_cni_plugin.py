@@ -53,15 +53,35 @@ def find_plugin(kind: str, dirs: list[str], where: str, field_name: str = "type"
     )
 
 
-def read_conf_text(conf, where: str) -> str:
-    """The conf file's own text (what the plugin gets on stdin); a built-in's rendered JSON."""
+DEFAULT_HOST_LOCAL_DIR = "/var/lib/cni/networks"
+
+
+def read_conf_text(conf, where: str, data_dir: str | None = None) -> str:
+    """The conf file's own text (what the plugin gets on stdin); a built-in's rendered JSON.
+
+    A host-local IPAM without its own dataDir gets the module's data_dir, so a plugin's leases
+    land where podnet's do (and are seen by it) when that is not CNI's default dir.
+    """
     if conf.path is None:
-        return json.dumps(conf.conf)
-    try:
-        with open(conf.path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfError(where, None, None, f"cannot be read: {exc}") from None
+        text = json.dumps(conf.conf)
+    else:
+        try:
+            with open(conf.path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfError(where, None, None, f"cannot be read: {exc}") from None
+    ipam = conf.conf.get("ipam") or {}
+    if (
+        data_dir
+        and data_dir != DEFAULT_HOST_LOCAL_DIR
+        and ipam.get("type") == "host-local"
+        and not ipam.get("dataDir")
+    ):
+        raw = json.loads(text)
+        key = next((k for k in raw if k.lower() == "ipam"), "ipam")
+        raw[key]["dataDir"] = data_dir
+        text = json.dumps(raw)
+    return text
 
 
 @dataclass(frozen=True)

@@ -107,9 +107,19 @@ def parse_ports(ports: object) -> dict[str, DeclaredPort]:
 def parse_request(item: object) -> Request:
     """rkt's NAME:[HOSTIP:]HOSTPORT, or a dict with name, host_port and maybe host_ip."""
     if isinstance(item, dict):
-        if "name" not in item or "host_port" not in item:
+        # Keys in any letter case (hostPort, HOST_IP): an unknown one is an error, never
+        # silently dropped, since a dropped host_ip would widen the forward to every address.
+        keys = {str(k).lower().replace("_", ""): k for k in item}
+        unknown = [keys[k] for k in keys if k not in ("name", "hostport", "hostip")]
+        if unknown:
+            raise PodnetError(
+                f"forward {item!r}: unknown key(s) {', '.join(map(str, unknown))} "
+                "(use name, host_port, host_ip)"
+            )
+        if "name" not in keys or "hostport" not in keys:
             raise PodnetError(f"forward {item!r}: a dict needs name and host_port")
-        name, host_ip, host_port = item["name"], item.get("host_ip"), item["host_port"]
+        name, host_port = item[keys["name"]], item[keys["hostport"]]
+        host_ip = item[keys["hostip"]] if "hostip" in keys else None
         shown = f"forward {item!r}"
     elif isinstance(item, str):
         parts = item.split(":")
@@ -399,6 +409,44 @@ def _remove(backends: list, pod: str, record: dict, ledger: HostLedger) -> list[
     for key in ("forwards", "forward_sysctls", "forward_backend"):
         record.pop(key, None)
     return actions
+
+
+def retarget(host, pod: str, record: dict) -> list[str]:
+    """pod_network's hook after it changed a pod: aim the pod's forwards at its address now.
+
+    A pod that moved (another address, another network with ipMasq) would otherwise leave its
+    host ports pointing at an address the next pod may get. A pod left with no address loses
+    its forwards. Returns what was done; the caller saves the record and the ledger.
+    """
+    forwards = saved(record)
+    if not forwards:
+        return []
+    try:
+        attachment = forwardable(record)
+    except PodnetError:
+        remove_pod_forwards(host, pod, record)
+        return [f"remove the forwards of pod {pod}: it has no network with an address left"]
+    address = attachment["address"].split("/")[0]
+    subnet = attachment["subnet"]
+    keys = [ROUTE_LOCALNET.format(ifname=i) for i in localnet_ifnames(attachment)]
+    if all(f.address == address and f.subnet == subnet for f in forwards) and set(keys) == set(
+        record.get("forward_sysctls", [])
+    ):
+        return []
+    names = [item["name"] for item in record["forwards"]]
+    moved = [
+        PortForward(f.pod, f.protocol, f.host_ip, f.host_port, address, f.port, subnet)
+        for f in forwards
+    ]
+    for key in keys:
+        host.ledger.acquire_sysctl(key, "1", owner(pod))
+    _backend_named(record.get("forward_backend") or host.nat.name).ensure_forwards(pod, moved)
+    for key in record.get("forward_sysctls", []):
+        if key not in keys:
+            host.ledger.release_sysctl(key, owner(pod))
+    record["forwards"] = [as_dict(name, f) for name, f in zip(names, moved, strict=True)]
+    record["forward_sysctls"] = keys
+    return [f"aim the forwards of pod {pod} at {address}"]
 
 
 def remove_pod_forwards(host, pod: str, record: dict) -> list[str]:

@@ -47,10 +47,11 @@ class HostLedger:
         if entry is None:
             entry = {"original": current, "value": value, "owners": []}
             self.entries["sysctls"][key] = entry
-        if changed:
-            write_sysctl(key, value)
         if owner not in entry["owners"]:
             entry["owners"].append(owner)
+        self.save()  # before the kernel changes: a killed run still knows the original value
+        if changed:
+            write_sysctl(key, value)
         return changed
 
     def release_sysctl(self, key: str, owner: str) -> bool:
@@ -60,8 +61,10 @@ class HostLedger:
             return False
         entry["owners"].remove(owner)
         if entry["owners"]:
+            self.save()
             return False
         del self.entries["sysctls"][key]
+        self.save()
         original = entry.get("original")
         if original is not None and read_sysctl(key) not in (None, original):
             write_sysctl(key, original)
@@ -72,6 +75,7 @@ class HostLedger:
         entry = self.entries["bridges"].setdefault(name, {"created": created, "owners": []})
         if owner not in entry["owners"]:
             entry["owners"].append(owner)
+        self.save()
 
     def release_bridge(self, name: str, owner: str, host: Netlink) -> bool:
         """Drop owner; delete the bridge when podnet made it and nothing uses it any more."""
@@ -81,8 +85,10 @@ class HostLedger:
         if owner in entry["owners"]:
             entry["owners"].remove(owner)
         if entry["owners"]:
+            self.save()
             return False
         del self.entries["bridges"][name]
+        self.save()
         if entry.get("created") and not host.ports(name):
             return host.delete(name)
         for cidr in entry.get("addresses", []):

@@ -280,6 +280,7 @@ def _claim_master(host: HostSide, kind: LanKind, master: str, key: str) -> None:
     entry = masters.setdefault(master, {"kind": kind.name, "owners": []})
     if key not in entry["owners"]:
         entry["owners"].append(key)
+    host.ledger.save()
 
 
 def _release_master(host: HostSide, master: str, key: str) -> None:

@@ -226,9 +226,13 @@ def lease_networks(data_dir: str) -> list[str]:
 def gc_networks(request: LeaseRequest) -> list[LeaseNetwork]:
     if request.network:
         return [resolve_network(request, need_ipam=False)]
+    # Only networks this host's confs define: data_dir may be shared with other CNI runtimes
+    # (podman, a kubelet), whose leases are not podnet's to judge.
+    known, _warnings = available(request.conf_dir)
     return [
         LeaseNetwork(name, LeaseStore(request.data_dir, name))
         for name in lease_networks(request.data_dir)
+        if name in known
     ]
 
 

@@ -35,7 +35,7 @@ def add(
     where = f'network "{conf.name}"'
     invocation = Invocation(
         plugin=_cni_plugin.find_plugin(conf.type, host.plugin_dirs, where),
-        conf_text=_cni_plugin.read_conf_text(conf, where),
+        conf_text=_cni_plugin.read_conf_text(conf, where, host.data_dir),
         network=conf.name,
         container_id=pod.name,
         netns=pod.netns,

@@ -21,10 +21,14 @@ from dataclasses import dataclass, field
 from ansible_collections.podnet.cni.plugins.module_utils import _forward, _netns
 from ansible_collections.podnet.cni.plugins.module_utils._addr import norm_ip
 from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
+    IP6_FORWARD,
+    IP_FORWARD,
     HostSide,
     PodSide,
     Undo,
+    host_veth_name,
 )
+from ansible_collections.podnet.cni.plugins.module_utils._bridge import DEFAULT_BRIDGE
 from ansible_collections.podnet.cni.plugins.module_utils._cni_plugin import (
     drain_warnings,
     search_dirs,
@@ -144,6 +148,7 @@ class PodNetworks:
         self.host_netlink = Netlink()
         self.ledger = HostLedger(settings.state_dir)
         self.host = HostSide(self.host_netlink, self.ledger, settings.nat_backend)
+        self.host.data_dir = settings.data_dir
         self.host.plugin_dirs = search_dirs(settings.conf_dir, settings.plugin_dirs)
         self.warnings: list[str] = []
         self._written: set[str] = set()
@@ -285,6 +290,11 @@ class PodNetworks:
                 self.ledger.reload()
                 record["hostname"] = hostname
                 self._apply(name, record, pod, keep, drop, add, namespace_ok)
+                moved = _forward.retarget(self.host, name, record)
+                if moved:
+                    outcome.actions += moved
+                    self.ledger.save()
+                    self.store.save(name, record)
                 self._written = set(record.get("etc_files", []))
                 self._etc_files(name, hostname, mode, wanted, dry=False)
                 record["etc_files"] = sorted(self._written)
@@ -326,6 +336,8 @@ class PodNetworks:
         return keep, drop, add
 
     def _problems(self, pod: PodSide, attachment: dict) -> list[str]:
+        if attachment.get("pending"):
+            return ["an earlier run stopped while making it"]
         kind = type_for(attachment.get("type"))
         if kind is None:
             return [f"unknown type {attachment.get('type')}"]
@@ -363,8 +375,12 @@ class PodNetworks:
                 made = pod = self._pod_side(name, record["netns"])
             pod.netlink.set_up("lo")
             for item, address in add:
+                # Recorded before it is made: a run killed half way leaves teardown a trail.
+                pending = self._pending(pod.name, item)
+                record["attachments"].append(pending)
+                self.store.save(name, record)
                 attachment = self._attach(pod, item, address, undo)
-                record["attachments"].append(attachment)
+                record["attachments"][record["attachments"].index(pending)] = attachment
                 for route in attachment.get("shadowed_routes", []):
                     self.warnings.append(
                         f'pod {name}: network "{item.conf.name}": route {route["dst"]} is '
@@ -392,6 +408,23 @@ class PodNetworks:
             if made is not None:
                 made.netlink.close()
 
+    def _pending(self, pod: str, item: Wanted) -> dict:
+        """What teardown needs to undo an attachment that a killed run left half made."""
+        conf = item.conf
+        return {
+            "network": conf.name,
+            "type": conf.type,
+            "ifname": item.ifname,
+            "args": item.args,
+            "fingerprint": item.fingerprint,
+            "pending": True,
+            "host_ifname": host_veth_name(pod, item.ifname),
+            "bridge": conf.conf.get("bridge") or DEFAULT_BRIDGE,
+            "masquerade": conf.ip_masq,
+            "sysctls": [IP_FORWARD, IP6_FORWARD],
+            **(item.ipam.saved() if item.ipam is not None else {}),
+        }
+
     def _attach(self, pod: PodSide, item: Wanted, address: str | None, undo: Undo) -> dict:
         conf = item.conf
         leases = []
@@ -416,7 +449,11 @@ class PodNetworks:
 
     def _detach(self, pod: PodSide, attachment: dict) -> None:
         kind = type_for(attachment.get("type"))
-        if kind is not None:
+        if kind is not None and attachment.get("pending"):
+            # Half made by a killed run: remove what can be found, by name and by tag.
+            with contextlib.suppress(Exception):
+                kind.remove(self.host, pod, attachment)
+        elif kind is not None:
             kind.remove(self.host, pod, attachment)
         ipam = ipam_of_attachment(attachment)
         if ipam is not None:

@@ -25,7 +25,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     pod_side_problems,
     subnet_of,
 )
-from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError
+from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, NetlinkError
 from ansible_collections.podnet.cni.plugins.module_utils._links import RT_SCOPE_LINK
 
 NAME = "ptp"
@@ -55,6 +55,7 @@ def add(
     # the gateway instead, so all pod traffic passes through the host.
     gateways = {}
     for lease in leases:
+        _refuse_taken(host, conf, lease)
         address, gateway = str(lease.address), str(lease.gateway)
         single = host_prefix(lease.address.version)
         gateways.setdefault(lease.address.version, gateway)
@@ -68,6 +69,21 @@ def add(
     record = finish_layer3(host, pod, conf, ifname, leases, (routes, shadowed), undo)
     record.update({"host_ifname": host_ifname, "sysctls": sysctls})
     return record
+
+
+def _refuse_taken(host: HostSide, conf, lease) -> None:
+    """A host route to the address already exists: another pod has it (two static IPAMs, or
+    two networks over one range). Routing it here too would cut that pod off."""
+    single = host_prefix(lease.address.version)
+    family = 2 if lease.address.version == 4 else 10
+    taken = [
+        r for r in host.netlink.routes(None, family) if r["dst"] == f"{lease.address}/{single}"
+    ]
+    if taken:
+        raise NetlinkError(
+            f'network "{conf.name}": address {lease.address} is already routed to another '
+            "interface on this host (another pod holds it)"
+        )
 
 
 def remove(host: HostSide, pod: PodSide, attachment: dict) -> None:
