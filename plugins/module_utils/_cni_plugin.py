@@ -15,7 +15,11 @@ import os
 from dataclasses import dataclass, field
 
 from ansible_collections.podnet.cni.plugins.module_utils._command import run
-from ansible_collections.podnet.cni.plugins.module_utils._errors import ConfError, PodnetError
+from ansible_collections.podnet.cni.plugins.module_utils._errors import (
+    CommandError,
+    ConfError,
+    PodnetError,
+)
 
 SYSTEM_PLUGIN_DIRS = ("/usr/lib/rkt/plugins/net", "/opt/cni/bin", "/usr/lib/cni")
 # What rkt told every plugin; plugins read the version from the conf, not from here.
@@ -45,6 +49,10 @@ def find_plugin(kind: str, dirs: list[str], where: str, field_name: str = "type"
         candidate = os.path.join(directory, kind)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
+    for directory in dirs:
+        candidate = os.path.join(directory, kind)
+        if os.path.isfile(candidate):
+            raise ConfError(where, field_name, kind, f"plugin {candidate} is not executable")
     raise ConfError(
         where,
         field_name,
@@ -54,6 +62,7 @@ def find_plugin(kind: str, dirs: list[str], where: str, field_name: str = "type"
 
 
 DEFAULT_HOST_LOCAL_DIR = "/var/lib/cni/networks"
+PLUGIN_TIMEOUT = 120  # seconds: a hung plugin must not hang the play
 
 
 def read_conf_text(conf, where: str, data_dir: str | None = None) -> str:
@@ -166,9 +175,12 @@ def call(invocation: Invocation, command: str, stdin: str | None = None) -> str:
             stdin=invocation.conf_text if stdin is None else stdin,
             check=False,
             env=invocation.env(command),
+            timeout=PLUGIN_TIMEOUT,
         )
     except OSError as exc:
         raise PluginError(f"{where}: cannot run: {exc}") from None
+    except CommandError as exc:  # the timeout
+        raise PluginError(f"{where}: {command} {exc.stderr}") from None
     if rc != 0:
         raise PluginError(f"{where}: {command} failed (rc={rc}): {error_message(stdout, stderr)}")
     return stdout

@@ -31,16 +31,24 @@ def run(
     stdin: str | None = None,
     check: bool = True,
     env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> tuple[int, str, str]:
-    """Run argv in the calling thread's network namespace; raise CommandError if check fails."""
-    completed = subprocess.run(
-        argv,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "LC_ALL": "C", **(env or {})},
-        check=False,
-    )
+    """Run argv in the calling thread's network namespace; raise CommandError if check fails.
+
+    A command still running after timeout seconds is killed and reported as failed (rc 124).
+    """
+    try:
+        completed = subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LC_ALL": "C", **(env or {})},
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandError(argv, 124, "", f"no answer within {timeout:g} s: killed") from None
     if check and completed.returncode != 0:
         raise CommandError(argv, completed.returncode, completed.stdout, completed.stderr)
     return completed.returncode, completed.stdout, completed.stderr

@@ -352,12 +352,15 @@ class PodNetworks:
     def _predict(self, name: str, item: Wanted, address: str | None) -> dict:
         requested = [address] if address else item.requested_ips
         leases = item.ipam.predict(name, item.ifname, requested) if item.ipam else []
+        main = next((lease for lease in leases if lease.address.version == 4), None)
+        main = main or (leases[0] if leases else None)
         return {
             "network": item.conf.name,
             "type": item.conf.type,
             "ifname": item.ifname,
-            "address": leases[0].cidr if leases else None,
-            "gateway": str(leases[0].gateway) if leases else None,
+            "address": main.cidr if main else None,
+            "addresses": [lease.cidr for lease in leases],
+            "gateway": str(main.gateway) if main else None,
         }
 
     def _apply(self, name, record, pod, keep, drop, add, namespace_ok) -> None:

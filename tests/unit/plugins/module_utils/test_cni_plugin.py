@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from ansible_collections.podnet.cni.plugins.module_utils import _cni_plugin
 from ansible_collections.podnet.cni.plugins.module_utils._cni_plugin import (
     SYSTEM_PLUGIN_DIRS,
     Invocation,
@@ -148,3 +149,21 @@ def test_invocation_environment_is_rkts_contract():
 )
 def test_check_only_from_cni_0_4_0(version, allowed):
     assert supports_check(version) is allowed
+
+
+def test_a_plugin_that_is_not_executable_is_named_as_such(tmp_path):
+    (tmp_path / "lazy").write_text("#!/bin/sh\n")
+    with pytest.raises(ConfError) as caught:
+        _cni_plugin.find_plugin("lazy", [str(tmp_path)], 'network "n"')
+    assert "is not executable" in str(caught.value)
+
+
+def test_a_plugin_that_hangs_is_killed_after_the_timeout(tmp_path, monkeypatch):
+    plugin = tmp_path / "slow"
+    plugin.write_text("#!/bin/sh\nsleep 30\n")
+    plugin.chmod(0o755)
+    monkeypatch.setattr(_cni_plugin, "PLUGIN_TIMEOUT", 0.5)
+    invocation = _cni_plugin.Invocation(str(plugin), "{}", "n", "pod", "", "eth0")
+    with pytest.raises(_cni_plugin.PluginError) as caught:
+        _cni_plugin.call(invocation, "ADD")
+    assert "no answer within 0.5 s" in str(caught.value)
