@@ -16,6 +16,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._links import Netlink
 
 IP_FORWARD = "net/ipv4/ip_forward"
 IP6_FORWARD = "net/ipv6/conf/all/forwarding"
+MASQUERADE_PROBLEM = "masquerade for"  # a drift fixed in place, without re-making the link
 
 
 def forwarding_sysctl(version: int) -> str:
@@ -211,7 +212,7 @@ def masquerade_problems(host: HostSide, pod: str, attachment: dict) -> list[str]
         pod, attachment["network"], address, attachment["subnet"]
     ):
         return []
-    return [f'masquerade for {address} on network "{attachment["network"]}" is missing']
+    return [f'{MASQUERADE_PROBLEM} {address} on network "{attachment["network"]}" is missing']
 
 
 class Undo:

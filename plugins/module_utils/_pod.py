@@ -23,6 +23,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._addr import norm_ip
 from ansible_collections.podnet.cni.plugins.module_utils._attachment import (
     IP6_FORWARD,
     IP_FORWARD,
+    MASQUERADE_PROBLEM,
     HostSide,
     PodSide,
     Undo,
@@ -257,7 +258,13 @@ class PodNetworks:
 
         pod = self._pod_side(name, netns_path, alive=namespace_ok)
         try:
-            keep, drop, add = self._difference(pod, record, wanted if mode == "contained" else [])
+            keep, drop, add, fix = self._difference(
+                pod, record, wanted if mode == "contained" else []
+            )
+            for attachment in fix:
+                outcome.actions.append(
+                    f"repair the masquerade of {attachment['network']} ({attachment['ifname']})"
+                )
             for attachment, why in drop:
                 outcome.actions.append(
                     f"remove {attachment['network']} ({attachment['ifname']})"
@@ -290,6 +297,10 @@ class PodNetworks:
                 self.ledger.reload()
                 record["hostname"] = hostname
                 self._apply(name, record, pod, keep, drop, add, namespace_ok)
+                for attachment in fix:
+                    self._remasquerade(name, attachment)
+                if fix:
+                    self.store.save(name, record)
                 moved = _forward.retarget(self.host, name, record)
                 if moved:
                     outcome.actions += moved
@@ -314,8 +325,10 @@ class PodNetworks:
         return PodSide(name, netns_path, Netlink(netns_path))
 
     def _difference(self, pod: PodSide, record: dict, wanted: list[Wanted]):
-        """Split into attachments to keep, to drop (with why) and to add (with an address)."""
+        """Split into attachments to keep, to drop (with why), to add (with an address), and
+        kept ones whose masquerade alone is missing (fixed in place: the pod keeps its link)."""
         keep: list[dict] = []
+        fix: list[dict] = []
         drop: list[tuple[dict, str]] = []
         add: list[tuple[Wanted, str | None]] = []
         current = list(record.get("attachments", []))
@@ -326,14 +339,17 @@ class PodNetworks:
                 continue
             current.remove(match)
             broken = self._problems(pod, match)
-            if broken:
+            if broken and all(problem.startswith(MASQUERADE_PROBLEM) for problem in broken):
+                keep.append(match)
+                fix.append(match)
+            elif broken:
                 drop.append((match, "; ".join(broken)))
                 address = (match.get("address") or "").split("/")[0] or None
                 add.append((item, address))
             else:
                 keep.append(match)
         drop = [(a, "") for a in current] + drop
-        return keep, drop, add
+        return keep, drop, add, fix
 
     def _problems(self, pod: PodSide, attachment: dict) -> list[str]:
         if attachment.get("pending"):
@@ -362,6 +378,15 @@ class PodNetworks:
             "addresses": [lease.cidr for lease in leases],
             "gateway": str(main.gateway) if main else None,
         }
+
+    def _remasquerade(self, pod: str, attachment: dict) -> None:
+        """Put a pod's masquerade back (someone flushed the rules) with the backend in use now."""
+        previous = self.host.nat_for(attachment)
+        if previous is not self.host.nat:
+            previous.remove_masquerade(pod, attachment["network"])
+        address = attachment["address"].split("/")[0]
+        self.host.nat.ensure_masquerade(pod, attachment["network"], address, attachment["subnet"])
+        attachment["nat_backend"] = self.host.nat.name
 
     def _apply(self, name, record, pod, keep, drop, add, namespace_ok) -> None:
         for attachment, _reason in reversed(drop):

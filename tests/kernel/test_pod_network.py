@@ -306,10 +306,18 @@ def test_rerun_repairs_a_deleted_link_and_a_flushed_masquerade(host):
     assert repaired["interfaces"][0]["address"] == "172.16.28.2/24", "the address is kept"
     assert ping(pod, "203.0.113.2")
 
+    link_before = links(pod)["eth0"]
     host.run(["nft", "flush", "ruleset"])
     assert not ping(pod, "203.0.113.2")
-    assert up(host, pod, ["default"])["changed"] is True
+    fixed = up(host, pod, ["default"])
+    assert fixed["changed"] is True
+    assert fixed["actions"] == ["repair the masquerade of default (eth0)"], fixed["actions"]
     assert ping(pod, "203.0.113.2")
+    link_after = links(pod)["eth0"]
+    assert (link_after["ifindex"], link_after["address"]) == (
+        link_before["ifindex"],
+        link_before["address"],
+    ), "fixed in place, the link kept"
     assert up(host, pod, ["default"])["changed"] is False
 
 
