@@ -37,7 +37,7 @@ def test_absent_after_a_killed_run_leaves_nothing(host):
     """A run killed half way has recorded each attachment before making it."""
     write_conf(host, "10-lan.conf", BRIDGE_CONF)
     before = host_snapshot(host)
-    names = [host.pod_name() for _ in range(12)]
+    names = [host.pod_name() for _pod in range(12)]
     payload = {
         "pods": [{"name": n, "networks": ["lan", "default"]} for n in names],
         **host.opts(),
