@@ -2,8 +2,8 @@
 
 Topology (every namespace made and removed by the test):
 
-    pod A 10.99.0.2/24 ─┐                 host (sandbox)                ┌─ outside 203.0.113.2/24
-    pod B 10.99.0.3/24 ─┴─ ptp veths, 10.99.0.1 each, ip_forward=1 ─ uplink0 203.0.113.1/24
+    pod A 10.99.0.2/24 ─┐           host (sandbox)          ┌─ outside 203.0.113.2/24
+    pod B 10.99.0.3/24 ─┴─ ptp veths, 10.99.0.1, ip_forward=1 ─ uplink0 203.0.113.1/24
 
 The outside has no route back to 10.99.0.0/24: a pod's connection completes only when it leaves
 masqueraded as 203.0.113.1. Pods reach each other through the host's routing, so the nat
