@@ -234,6 +234,18 @@ def check_tag_name(kind: str, value: str) -> str:
     return value
 
 
+def masquerade_tag(pod: str, network: str, comment: str, limit: int, backend: str) -> str:
+    """A pod's masquerade tag as a backend renders it, refused when the backend would cut it."""
+    check_tag_name("pod", pod)
+    check_tag_name("network", network)
+    if len(comment) > limit:
+        raise PodnetError(
+            f'masquerade for pod "{pod}" on network "{network}": the tag "{comment}" is longer '
+            f"than the {limit} characters {backend} keeps in a comment"
+        )
+    return comment
+
+
 def masquerade_target(address: str, subnet: str) -> tuple[str, str]:
     """Normalise (pod address, pod subnet): '10.1.0.7', '10.1.0.7/24' -> '10.1.0.0/24'."""
     try:

@@ -46,6 +46,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._nat import (
     NatBackend,
     PortForward,
     check_tag_name,
+    masquerade_tag,
 )
 
 TABLE = "nat"
@@ -68,15 +69,8 @@ def chain_name(network: str, pod: str) -> str:
 
 def tag(pod: str, network: str) -> str:
     """The rule comment that marks a pod's rules on one network (the CNI plugins' format)."""
-    check_tag_name("pod", pod)
-    check_tag_name("network", network)
     comment = f'name: "{network}" id: "{pod}"'
-    if len(comment) > COMMENT_MAX:
-        raise PodnetError(
-            f'masquerade for pod "{pod}" on network "{network}": the rule comment is longer '
-            f"than the {COMMENT_MAX} characters iptables keeps"
-        )
-    return comment
+    return masquerade_tag(pod, network, comment, COMMENT_MAX, "iptables")
 
 
 def parse_tag(comment: str | None) -> tuple[str, str] | None:

@@ -65,6 +65,7 @@ from ansible_collections.podnet.cni.plugins.module_utils._nat import (
     NatBackend,
     PortForward,
     check_tag_name,
+    masquerade_tag,
 )
 
 FAMILY = "inet"
@@ -139,15 +140,7 @@ def chain_subnet(chain: str) -> str | None:
 
 def tag(pod: str, network: str) -> str:
     """The comment that marks a pod's element on one network."""
-    check_tag_name("pod", pod)
-    check_tag_name("network", network)
-    comment = f"pod={pod} net={network}"
-    if len(comment) > COMMENT_MAX:
-        raise PodnetError(
-            f'masquerade for pod "{pod}" on network "{network}": the tag "{comment}" is longer '
-            f"than the {COMMENT_MAX} characters nftables keeps in an element comment"
-        )
-    return comment
+    return masquerade_tag(pod, network, f"pod={pod} net={network}", COMMENT_MAX, "nftables")
 
 
 def parse_tag(comment: str | None) -> tuple[str, str] | None:
